@@ -1,0 +1,1 @@
+"""The ``kvmsev`` command line."""

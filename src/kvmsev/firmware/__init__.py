@@ -1,0 +1,1 @@
+"""The AMD Secure Processor's SEV firmware (the PSP's SEV API), as a behavioural model."""

@@ -1,0 +1,92 @@
+"""``HostConfig``: everything ``kvmsev boot`` accepts, validated before anything runs.
+
+Validation here is about the *tool's* input (unknown profile, malformed CPUID value, unknown
+Kconfig symbol, invalid BIOS value, absurd CPU count): each problem raises
+:class:`~kvmsev.errors.InputError` naming the field. Module parameter *values* are not checked
+here -- the modeled kernel answers them as the real one does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmsev.errors import InputError
+from kvmsev.hw import bios as bios_mod
+from kvmsev.hw.cpuid import Cpuid8000001F, parse_leaf
+from kvmsev.hw.profiles import MAX_CPUS, Profile, load
+from kvmsev.kernel import cmdline as cmdline_mod
+from kvmsev.kernel import kconfig as kconfig_mod
+from kvmsev.kvm import patches
+from kvmsev.kvm.behaviour import Behaviour
+
+DEFAULT_PROFILE = "epyc-7763"
+DEFAULT_KERNEL = "v5.13"
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """A host to boot, in the words a user types them."""
+
+    profile: str = DEFAULT_PROFILE
+    cpuid: str | None = None
+    kernel: str = DEFAULT_KERNEL
+    apply: tuple[str, ...] = ()
+    revert: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    cmdline: str = ""
+    config: tuple[str, ...] = ()
+    bios: tuple[str, ...] = ()
+    cpus: int | None = None
+    fail_alloc: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConfig:
+    """A validated :class:`HostConfig`: typed pieces ready to assemble a host."""
+
+    source: HostConfig
+    profile: Profile
+    platform: bios_mod.Platform
+    behaviour: Behaviour
+    kconfig: kconfig_mod.Kconfig
+    boot_args: cmdline_mod.BootArgs
+    nr_cpus: int
+    fail_alloc: frozenset[str] = field(default_factory=frozenset)
+
+
+FAIL_SITES = ("sev_asid_bitmap", "sev_reclaim_asid_bitmap", "sev_vmcbs")
+
+
+def _fail_site(text: str, nr_cpus: int) -> str:
+    base, _, rest = text.partition("[")
+    if base not in FAIL_SITES:
+        raise InputError("--fail-alloc", f"unknown allocation site {text!r} (known: {', '.join(FAIL_SITES)}, sev_vmcbs[N])")
+    if rest:
+        if base != "sev_vmcbs" or not rest.endswith("]") or not rest[:-1].isdigit():
+            raise InputError("--fail-alloc", f"{text!r}: only sev_vmcbs takes a CPU index, as sev_vmcbs[N]")
+        if int(rest[:-1]) >= nr_cpus:
+            raise InputError("--fail-alloc", f"{text!r}: CPU {rest[:-1]} does not exist (host has {nr_cpus})")
+    return text
+
+
+def resolve(config: HostConfig) -> ResolvedConfig:
+    """Check every field and build the typed configuration; nothing is modified on error."""
+    profile = load(config.profile)
+    override: Cpuid8000001F | None = parse_leaf(config.cpuid) if config.cpuid is not None else None
+    choices: dict[str, str] = {}
+    for text in config.bios:
+        key, value = bios_mod.parse_assignment(text)
+        choices[key] = value
+    platform = bios_mod.apply(profile, choices, override)
+    behaviour = patches.build(config.kernel, list(config.apply), list(config.revert))
+    requested: dict[str, bool] = {}
+    for text in config.config:
+        symbol, value = kconfig_mod.parse_assignment(text)
+        requested[symbol] = value
+    kconf = kconfig_mod.resolve(requested)
+    boot_args = cmdline_mod.parse(config.cmdline, list(config.params))
+    nr_cpus = profile.threads if config.cpus is None else config.cpus
+    if not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= MAX_CPUS:
+        raise InputError("--cpus", f"{nr_cpus!r} is outside 1..{MAX_CPUS}")
+    fail = frozenset(_fail_site(t, nr_cpus) for t in config.fail_alloc)
+    return ResolvedConfig(config, profile, platform, behaviour, kconf, boot_args, nr_cpus, fail)

@@ -1,0 +1,150 @@
+"""A booted host: hardware, firmware, kernel, and ``kvm_amd`` when loaded.
+
+``Host.boot()`` runs what happens between power-on and a shell prompt that matters to SEV:
+the BIOS settings are already in the platform; the kernel detects CPU features; the ccp driver
+initialises the SEV firmware; then ``load_kvm_amd()`` is ``modprobe kvm_amd``. Hardware and
+firmware state (the PSP, WBINVD flags) survive an unload and reload; module memory does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmsev.errors import Errno
+from kvmsev.firmware.psp import CommandResult, Psp
+from kvmsev.hw.cpuid import Cpuid8000001F
+from kvmsev.host.config import HostConfig, ResolvedConfig, resolve
+from kvmsev.kernel import ccp, kconfig
+from kvmsev.kernel.alloc import Allocator
+from kvmsev.kernel.cpufeatures import BootCpuFeatures, detect
+from kvmsev.kernel.misc_cgroup import MiscCgroup
+from kvmsev.kvm import svm
+from kvmsev.kvm.cpuid import supported_8000001f
+from kvmsev.kvm.env import KernelEnv
+from kvmsev.kvm.oops import KernelOops
+from kvmsev.kvm.state import KvmAmd
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    loaded: bool
+    error: Errno | None
+    dmesg: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadResult:
+    """What ``rmmod kvm_amd`` did: flush, firmware commands, log lines, what stayed allocated."""
+
+    flushed: bool
+    firmware: tuple[dict[str, object], ...]
+    wbinvd_cpus: tuple[int, ...]
+    dmesg: tuple[str, ...]
+    leaked: dict[str, int]
+    oops: str | None
+
+    @property
+    def leaked_bytes(self) -> int:
+        return sum(self.leaked.values())
+
+
+@dataclass(slots=True)
+class Host:
+    config: ResolvedConfig
+    env: KernelEnv
+    features: BootCpuFeatures
+    boot_firmware: tuple[CommandResult, ...]
+    kvm: KvmAmd | None = None
+    crashed: str | None = None
+    history: list[str] = field(default_factory=list)
+
+    @classmethod
+    def boot(cls, config: HostConfig | ResolvedConfig) -> Host:
+        resolved = config if isinstance(config, ResolvedConfig) else resolve(config)
+        platform = resolved.platform
+        features = detect(platform.leaf, platform.msrs, resolved.kconfig, resolved.boot_args.mem_encrypt)
+        all_threads = (1 << resolved.nr_cpus) - 1
+        psp = Psp(
+            present=resolved.profile.sev_firmware,
+            mem_encrypt_enabled=platform.msrs.mem_encrypt_enabled,
+            enabled_threads=all_threads,
+        )
+        cgroup_misc = (
+            resolved.behaviour.misc_cgroup
+            and resolved.kconfig[kconfig.CGROUP_MISC]
+            and resolved.kconfig[kconfig.KVM_AMD_SEV]
+        )
+        env = KernelEnv(
+            behaviour=resolved.behaviour,
+            leaf=platform.leaf,
+            features=features,
+            kconfig=resolved.kconfig,
+            alloc=Allocator(fail_sites=set(resolved.fail_alloc)),
+            psp=psp,
+            misc=MiscCgroup(enabled=cgroup_misc),
+            nr_cpus=resolved.nr_cpus,
+            online=all_threads,
+        )
+        boot_fw = tuple(ccp.sev_pci_init(psp, all_threads))
+        return cls(resolved, env, features, boot_fw)
+
+    # -- kvm_amd ------------------------------------------------------------------------------
+    def load_kvm_amd(self) -> LoadResult:
+        """``modprobe kvm_amd`` with the command line's and ``--param`` options."""
+        if self.kvm is not None:
+            raise RuntimeError("kvm_amd is already loaded")
+        mark = self.env.trace.mark()
+        self.env.alloc.failed.clear()
+        try:
+            kvm, error = svm.load(self.env, list(self.config.boot_args.kvm_amd))
+        except KernelOops as oops:
+            self._crash(oops)
+            return LoadResult(False, None, self._dmesg_since(mark))
+        self.kvm = kvm
+        self.history.append("load")
+        return LoadResult(kvm is not None, error, self._dmesg_since(mark))
+
+    def unload_kvm_amd(self) -> UnloadResult:
+        """``rmmod kvm_amd``; everything the module allocated should be freed."""
+        if self.kvm is None:
+            raise RuntimeError("kvm_amd is not loaded")
+        mark = self.env.trace.mark()
+        oops: str | None = None
+        try:
+            svm.unload(self.env, self.kvm)
+        except KernelOops as exc:
+            self._crash(exc)
+            oops = exc.line
+        self.kvm = None
+        self.history.append("unload")
+        firmware = tuple(
+            {k: v for k, v in e.items() if k != "kind"} for e in self.env.trace.since(mark, "fw")
+        )
+        wbinvd: set[int] = set()
+        for event in self.env.trace.since(mark, "wbinvd"):
+            wbinvd.update(event["cpus"])  # type: ignore[call-overload]
+        return UnloadResult(
+            flushed=any(e["cmd"] == "DF_FLUSH" for e in firmware),
+            firmware=firmware,
+            wbinvd_cpus=tuple(sorted(wbinvd)),
+            dmesg=self._dmesg_since(mark),
+            leaked=dict(self.env.alloc.live),
+            oops=oops,
+        )
+
+    def _crash(self, oops: KernelOops) -> None:
+        self.crashed = oops.line
+        self.env.trace.dmesg(oops.line)
+
+    def _dmesg_since(self, mark: int) -> tuple[str, ...]:
+        return tuple(str(e["text"]) for e in self.env.trace.since(mark, "dmesg"))
+
+    # -- views --------------------------------------------------------------------------------
+    def supported_cpuid_8000001f(self) -> Cpuid8000001F | None:
+        """KVM_GET_SUPPORTED_CPUID's leaf, or None when /dev/kvm does not exist (not loaded)."""
+        if self.kvm is None:
+            return None
+        return supported_8000001f(self.env, self.kvm)
+
+    def sysfs_parameters(self) -> dict[str, str]:
+        return {} if self.kvm is None else self.kvm.sysfs()

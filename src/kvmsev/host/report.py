@@ -1,0 +1,118 @@
+"""The boot report: the documented JSON contract of ``kvmsev boot --json``.
+
+Field names are a contract (``docs/json.md``); ``schema`` carries its version.
+"""
+
+from __future__ import annotations
+
+from kvmsev.host.config import HostConfig
+from kvmsev.host.host import Host, LoadResult, UnloadResult
+from kvmsev.hw.cpuid import Cpuid8000001F
+
+SCHEMA = "kvmsev.boot/1"
+
+
+def _leaf(leaf: Cpuid8000001F | None) -> dict[str, int] | None:
+    return None if leaf is None else leaf.as_dict()
+
+
+def unload_dict(result: UnloadResult) -> dict[str, object]:
+    return {
+        "flushed": result.flushed,
+        "wbinvd_cpus": list(result.wbinvd_cpus),
+        "firmware": [dict(c) for c in result.firmware],
+        "dmesg": list(result.dmesg),
+        "leaked_bytes": result.leaked_bytes,
+        "leaked": dict(result.leaked),
+        "oops": result.oops,
+    }
+
+
+def boot_dict(host: Host, load: LoadResult, unload: UnloadResult | None = None,
+              kvm_snapshot: dict[str, object] | None = None) -> dict[str, object]:
+    """Everything ``kvmsev boot`` reports; ``kvm_snapshot`` is :func:`kvm_view` taken while loaded."""
+    cfg = host.config
+    view = kvm_snapshot if kvm_snapshot is not None else kvm_view(host)
+    out: dict[str, object] = {
+        "schema": SCHEMA,
+        "kernel": cfg.source.kernel,
+        "patches": {"applied": list(cfg.source.apply), "reverted": list(cfg.source.revert)},
+        "behaviour": cfg.behaviour.as_dict(),
+        "profile": cfg.profile.name,
+        "model_name": cfg.profile.model_name,
+        "cpus": cfg.nr_cpus,
+        "bios": dict(cfg.platform.bios),
+        "kconfig": cfg.kconfig.as_dict(),
+        "kconfig_forced_off": list(cfg.kconfig.forced_off),
+        "cmdline": cfg.source.cmdline,
+        "params": list(cfg.source.params),
+        "host_cpuid_8000001f": _leaf(cfg.platform.leaf),
+        "host_cpu_flags": list(host.features.cpuinfo_flags),
+        "sme_active": host.features.sme_active,
+        "firmware": {
+            "present": cfg.profile.sev_firmware,
+            "boot_commands": [c.as_dict() for c in host.boot_firmware],
+        },
+        "boot_dmesg": list(host.features.boot_dmesg()),
+        "loaded": load.loaded,
+        "load_error": None if load.error is None else load.error.name,
+        **view,
+        "dmesg": list(load.dmesg),
+    }
+    if unload is not None:
+        out["unload"] = unload_dict(unload)
+    return out
+
+
+def kvm_view(host: Host) -> dict[str, object]:
+    """The loaded module's observable state (taken before any unload)."""
+    kvm = host.kvm
+    misc = host.env.misc
+    if kvm is None:
+        return {
+            "sev_enabled": False,
+            "sev_es_enabled": False,
+            "npt_enabled": None,
+            "min_sev_asid": None,
+            "max_sev_asid": None,
+            "sev_asid_range": None,
+            "sev_es_asid_range": None,
+            "sysfs": {},
+            "misc_capacity": dict(misc.capacity) if misc.enabled else None,
+            "misc_capacity_file": misc.capacity_file(),
+            "supported_cpuid_8000001f": None,
+            "sev_vmcbs": None,
+            "allocated_bytes": host.env.alloc.live_bytes,
+        }
+    lo, hi = kvm.min_sev_asid, kvm.max_sev_asid
+    vmcbs = kvm.sev_vmcbs
+    first = next(iter(vmcbs.values()), None)
+    return {
+        "sev_enabled": kvm.sev_enabled,
+        "sev_es_enabled": kvm.sev_es_enabled,
+        "npt_enabled": kvm.npt_enabled,
+        "min_sev_asid": lo,
+        "max_sev_asid": hi,
+        "sev_asid_range": [lo, hi] if kvm.sev_enabled else None,
+        "sev_es_asid_range": [1, lo - 1] if kvm.sev_es_enabled else None,
+        "sysfs": kvm.sysfs(),
+        "misc_capacity": dict(misc.capacity) if misc.enabled else None,
+        "misc_capacity_file": misc.capacity_file(),
+        "supported_cpuid_8000001f": _leaf(host.supported_cpuid_8000001f()),
+        "sev_vmcbs": None
+        if first is None
+        else {"cpus": len(vmcbs), "entries": first.entries, "zeroed": first.zeroed},
+        "allocated_bytes": host.env.alloc.live_bytes,
+    }
+
+
+def boot_report(config: HostConfig, *, unload: bool = False) -> dict[str, object]:
+    """Boot a host, load ``kvm_amd``, optionally unload it, and report (the ``kvmsev boot`` API)."""
+    host = Host.boot(config)
+    load = host.load_kvm_amd()
+    snapshot = kvm_view(host)
+    result = host.unload_kvm_amd() if unload and host.kvm is not None else None
+    report = boot_dict(host, load, result, snapshot)
+    if unload and result is None:
+        report["unload"] = None
+    return report

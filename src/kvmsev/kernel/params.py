@@ -1,0 +1,148 @@
+"""Module parameter parsing and sysfs rendering, as ``kernel/params.c`` and ``lib/kstrtox.c`` do it.
+
+A module's parameters arrive as ``name[=value]`` words (modprobe collects them from
+``/proc/cmdline`` as ``kvm_amd.name=value`` and from its own options) and go through
+``parse_args()`` at ``load_module()`` time:
+
+* the name is matched with ``-`` and ``_`` treated as equal (``parameq``);
+* an unknown name is not an error for a module: ``unknown_module_param_cb`` warns
+  ``"kvm_amd: unknown parameter 'NAME' ignored"`` and the load goes on;
+* a value the setter rejects prints ``"kvm_amd: `VALUE' invalid for parameter `NAME'"``,
+  parsing continues with the next word, and the load fails with the last setter error
+  (``-EINVAL``, or ``-ERANGE`` for an out-of-range int);
+* a missing value is accepted only by parameter types with ``KERNEL_PARAM_OPS_FL_NOARG``
+  (bool: it means true); an int without value fails with ``-EINVAL``.
+
+Sysfs shows an int with ``"%i\\n"`` and a bool as ``"Y\\n"``/``"N\\n"`` (``param_get_int``,
+``param_get_bool``). Texts here are stored without the trailing newline.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from kvmsev.errors import Errno
+
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
+
+
+class ParamType(enum.Enum):
+    """The ``kernel_param_ops`` a parameter is declared with."""
+
+    INT = "int"
+    BOOL = "bool"
+
+
+def kstrtoint(text: str) -> int | Errno:
+    """``kstrtoint(s, 0, &res)``: auto-detected base, one optional sign, one trailing newline.
+
+    Base 0 means ``0x`` + hex digit -> 16, a leading ``0`` -> 8, otherwise 10. No whitespace is
+    skipped. Values outside ``int`` give ``-ERANGE``. Source: lib/kstrtox.c ``_parse_integer_fixup_radix``,
+    ``_kstrtoull``, ``kstrtoll``, ``kstrtoint``.
+    """
+    s = text[:-1] if text.endswith("\n") else text
+    negative = False
+    if s.startswith("-"):
+        negative, s = True, s[1:]
+    elif s.startswith("+"):
+        s = s[1:]
+    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
+        base, digits = 16, s[2:]
+    elif s.startswith("0"):
+        base, digits = 8, s[1:] if len(s) > 1 else s
+    else:
+        base, digits = 10, s
+    alphabet = "0123456789abcdef"[:base]
+    if not digits or any(c.lower() not in alphabet for c in digits):
+        return Errno.EINVAL
+    value = int(digits, base)
+    if negative:
+        value = -value
+    if not INT_MIN <= value <= INT_MAX:
+        return Errno.ERANGE
+    return value
+
+
+def kstrtobool(text: str) -> bool | Errno:
+    """``strtobool()`` as of 5.12/5.13: only the first one or two characters count.
+
+    ``y Y 1`` -> true, ``n N 0`` -> false, ``on`` -> true, ``of`` -> false (either case);
+    anything else, including ``t``/``true`` (accepted only from 5.18), is ``-EINVAL``.
+    Source: lib/string.c ``strtobool`` (5.13).
+    """
+    first = text[:1]
+    if first in ("y", "Y", "1"):
+        return True
+    if first in ("n", "N", "0"):
+        return False
+    if first in ("o", "O"):
+        second = text[1:2]
+        if second in ("n", "N"):
+            return True
+        if second in ("f", "F"):
+            return False
+    return Errno.EINVAL
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    """One ``module_param``: its sysfs name, type and compiled-in default."""
+
+    name: str
+    type: ParamType
+    default: int | bool
+
+    def parse(self, value: str | None) -> int | bool | Errno:
+        """Run the parameter's ``set`` op on ``value`` (``None`` when no ``=`` was given)."""
+        if self.type is ParamType.BOOL:
+            return kstrtobool("1" if value is None else value)
+        if value is None:
+            return Errno.EINVAL
+        return kstrtoint(value)
+
+    def render(self, value: int | bool) -> str:
+        """The sysfs file's text, without its trailing newline."""
+        if self.type is ParamType.BOOL:
+            return "Y" if value else "N"
+        return str(int(value))
+
+
+def parameq(a: str, b: str) -> bool:
+    """Parameter names compare equal with ``-`` and ``_`` interchangeable (``parameq``)."""
+    return a.replace("-", "_") == b.replace("-", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOutcome:
+    """What ``parse_args()`` did with a module's argument words."""
+
+    values: dict[str, int | bool]
+    dmesg: tuple[str, ...]
+    error: Errno | None
+
+
+def parse_module_args(
+    module: str, words: list[tuple[str, str | None]], decls: list[ParamDecl]
+) -> ParseOutcome:
+    """Apply ``words`` in order to the declared parameters of ``module``.
+
+    Later words override earlier ones, as successive ``set`` calls do. Every word is processed
+    even after a failure; the returned error is the last one (``parse_args``).
+    """
+    values: dict[str, int | bool] = {d.name: d.default for d in decls}
+    dmesg: list[str] = []
+    error: Errno | None = None
+    for name, value in words:
+        decl = next((d for d in decls if parameq(d.name, name)), None)
+        if decl is None:
+            dmesg.append(f"{module}: unknown parameter '{name}' ignored")
+            continue
+        parsed = decl.parse(value)
+        if isinstance(parsed, Errno):
+            dmesg.append(f"{module}: `{value or ''}' invalid for parameter `{name}'")
+            error = parsed
+            continue
+        values[decl.name] = parsed
+    return ParseOutcome(values, tuple(dmesg), error)

@@ -1,0 +1,129 @@
+"""Kernel behaviour as one frozen record of switches, and the named presets built from it.
+
+Model code reads fields, never version numbers. Each field says in domain words what it changes
+and which commit changed it; the patch catalogue (:mod:`kvmsev.kvm.patches`) maps the series'
+patches onto these fields so that any of them can be applied to ``v5.12`` or reverted from
+``v5.13`` on its own.
+
+Four of the series' refactors (04, 10, 11, 12) move a check from one place to another. The model
+implements both code shapes, selected by a field, so that a test can show over the whole
+configuration space that the observable behaviour does not change -- the claim those commits
+make ("No functional change intended"). Renames with nothing to represent (06, 14) have no field.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields, replace
+
+
+class CpuidMask(enum.Enum):
+    """How KVM_GET_SUPPORTED_CPUID fills leaf 0x8000001F EAX."""
+
+    #: Before d9db0fd6c5c9: the raw host EAX whenever the host kernel has SEV.
+    RAW = "raw"
+    #: v4 04/14 as posted: EAX masked to SEV|SEV_ES|SME_COHERENT, but zeroing still keyed on the
+    #: host's SEV bit and the module parameters ignored (and a reverse-CPUID sub-index of 1).
+    V4_POSTED = "v4-posted"
+    #: d9db0fd6c5c9 as merged: masked, SEV/SEV_ES cleared unless KVM enabled them, leaf zeroed
+    #: unless KVM's SEV cap is set.
+    MASKED = "masked"
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """Every behaviour switch of the modeled ``kvm_amd``."""
+
+    #: 3b1902b87bf1 "KVM: SVM: Zero out the VMCB array used to track SEV ASID association":
+    #: per-CPU ``sev_vmcbs`` comes from kcalloc (zeroed) instead of kmalloc_array (garbage).
+    sev_vmcbs_zeroed: bool
+    #: f31b88b35f90 "KVM: SVM: Free sev_asid_bitmap during init if SEV setup fails": when the
+    #: reclaim bitmap cannot be allocated, the ASID bitmap is freed and set to NULL.
+    free_asid_bitmap_on_setup_failure: bool
+    #: fa13680f5668 "KVM: SVM: Disable SEV/SEV-ES if NPT is disabled": NPT is decided before SEV
+    #: setup (so "Nested Paging" is printed first) and SEV setup is skipped without NPT.
+    sev_requires_npt: bool
+    #: e8126bdaf194 "KVM: SVM: Move SEV module params/variables to sev.c" (refactor):
+    #: ``sev_hardware_setup()`` is always called and checks Kconfig/``sev`` itself.
+    sev_setup_called_unconditionally: bool
+    #: d9db0fd6c5c9 "KVM: SEV: Mask CPUID[0x8000001F].eax according to supported features",
+    #: or the v4 patch as posted.
+    cpuid_mask: CpuidMask
+    #: 8d364a0792dd "KVM: SVM: Append "_enabled" to module-scoped SEV/SEV-ES control variables":
+    #: besides the rename, ``sev``/``sev_es`` become ``bool`` parameters (sysfs Y/N, strtobool
+    #: parsing) instead of ``int`` (sysfs 1/0, kstrtoint parsing). Its message says "No
+    #: functional change intended"; the type change is visible all the same.
+    bool_sev_params: bool
+    #: a479c3348422 "KVM: SVM: Condition sev_enabled and sev_es_enabled on CONFIG_KVM_AMD_SEV=y":
+    #: with CONFIG_KVM_AMD_SEV=n the parameters do not exist.
+    sev_params_need_kconfig: bool
+    #: 6c2c7bf5803c "KVM: SVM: Enable SEV/SEV-ES functionality by default (when supported)":
+    #: defaults are true instead of IS_ENABLED(CONFIG_AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT).
+    sev_params_default_on: bool
+    #: 4cafd0c572a2 "KVM: SVM: Unconditionally invoke sev_hardware_teardown()" (refactor): the
+    #: guard moves from the caller into the function.
+    sev_teardown_called_unconditionally: bool
+    #: 8cb756b7bdcc "KVM: SVM: Explicitly check max SEV ASID during sev_hardware_setup()"
+    #: (refactor): ``if (!max_sev_asid)`` replaces ``if (!svm_sev_enabled())``.
+    explicit_max_asid_check: bool
+    #: b95c221cac16 "KVM: SVM: Move SEV VMCB tracking allocation to sev.c" (refactor): the
+    #: per-CPU array is allocated by ``sev_cpu_init()`` and its error code propagated.
+    sev_cpu_init_helper: bool
+    #: a5c1c5aad6cf "KVM: SVM: Drop redundant svm_sev_enabled() helper": per-CPU array
+    #: allocation, unload teardown and the ioctl gate test the final ``sev_enabled`` instead of
+    #: ``max_sev_asid != 0`` (differs when CPUID had ASIDs but setup failed).
+    gates_on_sev_enabled: bool
+    #: 469bb32b68d5 "KVM: SVM: Skip SEV cache flush if no ASIDs have been used": WBINVD +
+    #: DF_FLUSH only when the reclaim bitmap has a set bit (and the unload flush runs before the
+    #: bitmaps are freed).
+    flush_only_if_reclaim_pending: bool
+    #: 7aef27f0b2a8 "svm/sev: Register SEV and SEV-ES ASIDs to the misc controller" (5.13, not
+    #: part of the series): capacities ``sev``/``sev_es`` set at setup and reset at teardown.
+    misc_cgroup: bool
+
+    def with_fields(self, **changes: object) -> Behaviour:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+        return out
+
+
+V5_12 = Behaviour(
+    sev_vmcbs_zeroed=False,
+    free_asid_bitmap_on_setup_failure=False,
+    sev_requires_npt=False,
+    sev_setup_called_unconditionally=False,
+    cpuid_mask=CpuidMask.RAW,
+    bool_sev_params=False,
+    sev_params_need_kconfig=False,
+    sev_params_default_on=False,
+    sev_teardown_called_unconditionally=False,
+    explicit_max_asid_check=False,
+    sev_cpu_init_helper=False,
+    gates_on_sev_enabled=False,
+    flush_only_if_reclaim_pending=False,
+    misc_cgroup=False,
+)
+
+V5_13 = V5_12.with_fields(
+    sev_vmcbs_zeroed=True,
+    free_asid_bitmap_on_setup_failure=True,
+    sev_requires_npt=True,
+    sev_setup_called_unconditionally=True,
+    cpuid_mask=CpuidMask.MASKED,
+    bool_sev_params=True,
+    sev_params_need_kconfig=True,
+    sev_params_default_on=True,
+    sev_teardown_called_unconditionally=True,
+    explicit_max_asid_check=True,
+    sev_cpu_init_helper=True,
+    gates_on_sev_enabled=True,
+    flush_only_if_reclaim_pending=True,
+    misc_cgroup=True,
+)
+
+PRESETS: dict[str, Behaviour] = {"v5.12": V5_12, "v5.13": V5_13}

@@ -1,0 +1,41 @@
+"""``kvm_amd``'s module parameters that the model represents, per kernel behaviour.
+
+* ``sev`` / ``sev_es``: 5.12 declares ``int sev = IS_ENABLED(CONFIG_AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT);
+  module_param(sev, int, 0444)`` in svm.c; 5.13 declares ``static bool sev_enabled = true;
+  module_param_named(sev, sev_enabled, bool, 0444)`` in sev.c under ``#ifdef CONFIG_KVM_AMD_SEV``
+  (series patches 07, 08, 09). Setup overwrites them with the final result, so sysfs shows what
+  KVM decided, not what the user asked.
+* ``npt``: ``module_param_named(npt, npt_enabled, bool, 0444)`` since 99840a75454b "KVM: SVM:
+  Connect 'npt' module param to KVM's internal 'npt_enabled'" (in 5.12): also overwritten, so it
+  reads ``N`` on a CPU without NPT.
+* ``nested``: ``static int nested = true; module_param(nested, int, S_IRUGO)`` (svm.c); it gates
+  the "Nested Virtualization enabled" line.
+
+Other ``kvm_amd`` parameters (avic, vls, vgif, pause_filter_*, ...) are not modeled.
+"""
+
+from __future__ import annotations
+
+from kvmsev.kernel import kconfig
+from kvmsev.kernel.kconfig import Kconfig
+from kvmsev.kernel.params import ParamDecl, ParamType
+from kvmsev.kvm.behaviour import Behaviour
+
+
+def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
+    """The parameters this build of ``kvm_amd`` declares, with their compiled-in defaults."""
+    decls = [
+        ParamDecl("npt", ParamType.BOOL, True),
+        ParamDecl("nested", ParamType.INT, 1),
+    ]
+    if behaviour.sev_params_need_kconfig and not config[kconfig.KVM_AMD_SEV]:
+        return decls
+    if behaviour.sev_params_default_on:
+        default = True
+    else:
+        default = config[kconfig.AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT]
+    kind = ParamType.BOOL if behaviour.bool_sev_params else ParamType.INT
+    value: int | bool = default if kind is ParamType.BOOL else int(default)
+    decls.append(ParamDecl("sev", kind, value))
+    decls.append(ParamDecl("sev_es", kind, value))
+    return decls

@@ -1,0 +1,54 @@
+"""``kvm_amd``'s module-lifetime state that SEV setup and teardown touch.
+
+Bitmaps are Python ints used as bit sets (bit *p* is bitmap position *p*, i.e. ASID ``p + 1``
+in 5.12/5.13's 0-based indexing); ``None`` stands for a NULL pointer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmsev.kernel.params import ParamDecl
+
+
+@dataclass(slots=True)
+class VmcbArray:
+    """One CPU's ``sd->sev_vmcbs``: ``max_sev_asid + 1`` VMCB pointers indexed by raw ASID.
+
+    ``zeroed`` False means the array came from ``kmalloc_array`` and its entries are unknown
+    until written; ``slots`` holds the entries KVM has written (or a scenario fixed).
+    """
+
+    entries: int
+    zeroed: bool
+    slots: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class KvmAmd:
+    """The loaded module's globals (svm.c / sev.c ``static`` variables)."""
+
+    decls: list[ParamDecl]
+    params: dict[str, int | bool]
+    npt_enabled: bool = True
+    sev_enc_bit: int = 0
+    max_sev_asid: int = 0
+    min_sev_asid: int = 0
+    sev_asid_bitmap: int | None = None
+    sev_reclaim_asid_bitmap: int | None = None
+    sev_vmcbs: dict[int, VmcbArray] = field(default_factory=dict)
+    #: ``kvm_cpu_caps[CPUID_8000_001F_EAX]`` where the behaviour has that word (None before it).
+    cpu_caps_8000001f_eax: int | None = None
+
+    @property
+    def sev_enabled(self) -> bool:
+        """The final value of the ``sev`` variable (absent parameter: compiled-in ``false``)."""
+        return bool(self.params.get("sev", False))
+
+    @property
+    def sev_es_enabled(self) -> bool:
+        return bool(self.params.get("sev_es", False))
+
+    def sysfs(self) -> dict[str, str]:
+        """``/sys/module/kvm_amd/parameters/*`` texts (without trailing newline)."""
+        return {d.name: d.render(self.params[d.name]) for d in self.decls}
