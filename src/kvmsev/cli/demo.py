@@ -11,7 +11,12 @@ CASES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("Naples 7551P", "epyc-7551p", (), ()),
     ("Milan 7763", "epyc-7763", (), ()),
     ("Milan 7763, sev=1 sev_es=1", "epyc-7763", (), ("kvm_amd.sev=1", "kvm_amd.sev_es=1")),
-    ("Milan 7763, ES limit 100, sev=1 sev_es=1", "epyc-7763", ("sev_es_asid_space_limit=100",), ("kvm_amd.sev=1", "kvm_amd.sev_es=1")),
+    (
+        "Milan 7763, ES limit 100, sev=1 sev_es=1",
+        "epyc-7763",
+        ("sev_es_asid_space_limit=100",),
+        ("kvm_amd.sev=1", "kvm_amd.sev_es=1"),
+    ),
     ("Genoa 9654, ES limit 100", "epyc-9654", ("sev_es_asid_space_limit=100",), ()),
     ("Genoa 9654, npt=0 sev=1", "epyc-9654", (), ("kvm_amd.npt=0", "kvm_amd.sev=1")),
     ("Milan 7763, BIOS SMEE off", "epyc-7763", ("smee=off",), ()),
@@ -47,10 +52,24 @@ def demo(style: Style) -> str:
     rows: list[list[str]] = []
     for label, profile, bios, params in CASES:
         for kernel in ("v5.12", "v5.13"):
-            report = boot_report(HostConfig(profile=profile, kernel=kernel, bios=bios, params=params), unload=True)
+            report = boot_report(
+                HostConfig(profile=profile, kernel=kernel, bios=bios, params=params), unload=True
+            )
             rows.append([label if kernel == "v5.12" else "", kernel, *_cell(report, style)])
-    headers = ["host (distribution kernel config)", "kernel", "SEV/ES", "sysfs sev/es", "CPUID EAX", "max ASID", "unload"]
-    intro = style("kvmsev: what kvm_amd decides about SEV, before (v5.12) and after (v5.13) 'KVM: SVM: Misc SEV cleanups'", "bold")
+    headers = [
+        "host (distribution kernel config)",
+        "kernel",
+        "SEV/ES",
+        "sysfs sev/es",
+        "CPUID EAX",
+        "max ASID",
+        "unload",
+    ]
+    intro = style(
+        "kvmsev: what kvm_amd decides about SEV, before (v5.12) and after (v5.13) "
+        "'KVM: SVM: Misc SEV cleanups'",
+        "bold",
+    )
     notes = (
         "SEV/ES: enabled after module load. sysfs: /sys/module/kvm_amd/parameters/{sev,sev_es}.\n"
         "CPUID EAX: leaf 0x8000001F EAX from KVM_GET_SUPPORTED_CPUID. unload: cache flush at rmmod.\n"

@@ -43,17 +43,65 @@ def _positive_int(text: str) -> int:
 def add_host_options(p: argparse.ArgumentParser) -> None:
     """The options that describe a host; shared by every command that boots one."""
     g = p.add_argument_group("host")
-    g.add_argument("--profile", default=DEFAULT_PROFILE, help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; see 'kvmsev profiles')")
-    g.add_argument("--cpuid", metavar="EAX:EBX:ECX:EDX", help="override CPUID 0x8000001F (0x-hex, 8-digit hex or decimal)")
-    g.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel preset: v5.12 or v5.13 (default {DEFAULT_KERNEL})")
-    g.add_argument("--apply", action="append", default=[], metavar="PATCH", help="apply a series patch (repeatable; see 'kvmsev patches')")
-    g.add_argument("--revert", action="append", default=[], metavar="PATCH", help="revert a series patch (repeatable)")
-    g.add_argument("--param", action="append", default=[], metavar="kvm_amd.NAME=VALUE", help="modprobe option (repeatable)")
-    g.add_argument("--cmdline", default="", help="kernel command line, e.g. \"mem_encrypt=on kvm_amd.sev=1\"")
-    g.add_argument("--config", action="append", default=[], metavar="CONFIG_X=y|n", help="Kconfig choice (repeatable)")
-    g.add_argument("--bios", action="append", default=[], metavar="KEY=VALUE", help="BIOS option: smee, sev_es_asid_space_limit, sev_asid_count (repeatable)")
+    g.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; see 'kvmsev profiles')",
+    )
+    g.add_argument(
+        "--cpuid",
+        metavar="EAX:EBX:ECX:EDX",
+        help="override CPUID 0x8000001F (0x-hex, 8-digit hex or decimal)",
+    )
+    g.add_argument(
+        "--kernel",
+        default=DEFAULT_KERNEL,
+        help=f"kernel preset: v5.12 or v5.13 (default {DEFAULT_KERNEL})",
+    )
+    g.add_argument(
+        "--apply",
+        action="append",
+        default=[],
+        metavar="PATCH",
+        help="apply a series patch (repeatable; see 'kvmsev patches')",
+    )
+    g.add_argument(
+        "--revert",
+        action="append",
+        default=[],
+        metavar="PATCH",
+        help="revert a series patch (repeatable)",
+    )
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="kvm_amd.NAME=VALUE",
+        help="modprobe option (repeatable)",
+    )
+    g.add_argument("--cmdline", default="", help='kernel command line, e.g. "mem_encrypt=on kvm_amd.sev=1"')
+    g.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG_X=y|n",
+        help="Kconfig choice (repeatable)",
+    )
+    g.add_argument(
+        "--bios",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="BIOS option: smee, sev_es_asid_space_limit, sev_asid_count (repeatable)",
+    )
     g.add_argument("--cpus", type=_positive_int, help="number of CPUs (default: the profile's thread count)")
-    g.add_argument("--fail-alloc", action="append", default=[], metavar="SITE", help="make an allocation fail: sev_asid_bitmap, sev_reclaim_asid_bitmap, sev_vmcbs[N]")
+    g.add_argument(
+        "--fail-alloc",
+        action="append",
+        default=[],
+        metavar="SITE",
+        help="make an allocation fail: sev_asid_bitmap, sev_reclaim_asid_bitmap, sev_vmcbs[N]",
+    )
 
 
 def host_config(args: argparse.Namespace) -> HostConfig:
@@ -73,7 +121,10 @@ def host_config(args: argparse.Namespace) -> HostConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kvmsev", description="An executable model of AMD SEV / SEV-ES host support in Linux KVM.")
+    parser = _Parser(
+        prog="kvmsev",
+        description="An executable model of AMD SEV / SEV-ES host support in Linux KVM.",
+    )
     parser.add_argument("--version", action="version", version=f"kvmsev {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -12,7 +12,8 @@ def _leaf_line(style: Style, leaf: dict[str, int] | None) -> str:
     if leaf is None:
         return style("not reported (no /dev/kvm)", "dim")
     value = Cpuid8000001F(**leaf)
-    feats = " ".join(value.features) or "none"
+    names = value.features
+    feats = " ".join(names[:6]) + (f" +{len(names) - 6} more" if len(names) > 6 else "") or "none"
     return f"{value.hex()}  features: {feats}; C-bit {value.c_bit}; ECX {value.ecx}; EDX {value.edx}"
 
 
@@ -24,7 +25,13 @@ def boot(report: dict[str, Any], style: Style) -> str:
     out: list[str] = []
     patches = report["patches"]
     mods = "".join(f" +{p}" for p in patches["applied"]) + "".join(f" -{p}" for p in patches["reverted"])
-    out.append(style(f"{report['model_name']} ({report['profile']}), {report['cpus']} CPUs, Linux {report['kernel']}{mods}", "bold"))
+    out.append(
+        style(
+            f"{report['model_name']} ({report['profile']}), {report['cpus']} CPUs, "
+            f"Linux {report['kernel']}{mods}",
+            "bold",
+        )
+    )
     out.append(f"  host CPUID 0x8000001F  {_leaf_line(style, report['host_cpuid_8000001f'])}")
     flags = " ".join(report["host_cpu_flags"]) or "none"
     out.append(f"  /proc/cpuinfo flags    {flags}")
@@ -39,15 +46,22 @@ def boot(report: dict[str, Any], style: Style) -> str:
         out.append(style(f"modprobe kvm_amd failed: {report['load_error']}", "red"))
     else:
         out.append(style("kvm_amd loaded", "green"))
-        out.append(f"  SEV     {style.yes_no(report['sev_enabled'])}   ASIDs {_range(report['sev_asid_range'])}")
-        out.append(f"  SEV-ES  {style.yes_no(report['sev_es_enabled'])}   ASIDs {_range(report['sev_es_asid_range'])}")
+        out.append(
+            f"  SEV     {style.yes_no(report['sev_enabled'])}   ASIDs {_range(report['sev_asid_range'])}"
+        )
+        out.append(
+            f"  SEV-ES  {style.yes_no(report['sev_es_enabled'])}   "
+            f"ASIDs {_range(report['sev_es_asid_range'])}"
+        )
         out.append(f"  NPT     {style.yes_no(report['npt_enabled'])}")
         out.append(f"  min_sev_asid {report['min_sev_asid']}, max_sev_asid {report['max_sev_asid']}")
         vm = report["sev_vmcbs"]
         if vm is not None:
             zeroed = "zeroed" if vm["zeroed"] else style("uninitialised", "yellow")
             out.append(f"  sev_vmcbs: {vm['cpus']} CPUs x {vm['entries']} entries, {zeroed}")
-        out.append(f"  KVM_GET_SUPPORTED_CPUID 0x8000001F  {_leaf_line(style, report['supported_cpuid_8000001f'])}")
+        out.append(
+            f"  KVM_GET_SUPPORTED_CPUID 0x8000001F  {_leaf_line(style, report['supported_cpuid_8000001f'])}"
+        )
     out.append("")
     out.append(style("/sys/module/kvm_amd/parameters", "bold"))
     if report["sysfs"]:
@@ -75,8 +89,10 @@ def boot(report: dict[str, Any], style: Style) -> str:
             out.append(f"  firmware {cmd['cmd']}: ret {cmd['ret']}, status {cmd['status']}")
         out.extend(f"  dmesg: {line}" for line in unload["dmesg"])
         leaked = unload["leaked_bytes"]
-        out.append(f"  leaked: {style(str(leaked) + ' bytes', 'red') if leaked else '0 bytes'}"
-                   + (f" ({', '.join(unload['leaked'])})" if leaked else ""))
+        out.append(
+            f"  leaked: {style(str(leaked) + ' bytes', 'red') if leaked else '0 bytes'}"
+            + (f" ({', '.join(unload['leaked'])})" if leaked else "")
+        )
     return "\n".join(out)
 
 
@@ -84,13 +100,18 @@ def cpuid(decoded: dict[str, Any], style: Style) -> str:
     leaf = Cpuid8000001F(decoded["eax"], decoded["ebx"], decoded["ecx"], decoded["edx"])
     rows = [
         ["EAX", f"{leaf.eax:#010x}", " ".join(decoded["features"]) or "none"],
-        ["EBX", f"{leaf.ebx:#010x}", f"C-bit {decoded['c_bit']}, PA reduction {decoded['phys_addr_reduction']}, "
-                                      f"VMPLs {decoded['num_vmpls']}"],
+        [
+            "EBX",
+            f"{leaf.ebx:#010x}",
+            f"C-bit {decoded['c_bit']}, PA reduction {decoded['phys_addr_reduction']}, "
+            f"VMPLs {decoded['num_vmpls']}",
+        ],
         ["ECX", f"{leaf.ecx:#010x}", f"max_sev_asid {leaf.ecx}"],
         ["EDX", f"{leaf.edx:#010x}", f"min_sev_asid {leaf.edx}"],
     ]
-    ranges = (f"SEV ASIDs {_range(decoded['sev_asid_range'])}, "
-              f"SEV-ES ASIDs {_range(decoded['sev_es_asid_range'])}")
+    ranges = (
+        f"SEV ASIDs {_range(decoded['sev_asid_range'])}, SEV-ES ASIDs {_range(decoded['sev_es_asid_range'])}"
+    )
     return table(rows, ["reg", "value", "meaning"]) + "\n" + ranges
 
 
@@ -98,17 +119,28 @@ def profiles(items: list[dict[str, Any]], style: Style) -> str:
     rows = []
     for p in items:
         leaf = Cpuid8000001F(**p["cpuid_8000001f"])
-        rows.append([
-            p["name"], p["model_name"], p["codename"], str(p["threads"]), leaf.hex(),
-            "yes" if p["sev_firmware"] else style("no", "yellow"), ", ".join(p["bios_options"]) or "-",
-        ])
+        rows.append(
+            [
+                p["name"],
+                p["model_name"],
+                p["codename"],
+                str(p["threads"]),
+                leaf.hex(),
+                "yes" if p["sev_firmware"] else style("no", "yellow"),
+                ", ".join(p["bios_options"]) or "-",
+            ]
+        )
     return table(rows, ["profile", "model", "codename", "CPUs", "CPUID 0x8000001F", "SEV fw", "BIOS options"])
 
 
 def patches(items: list[dict[str, Any]], style: Style) -> str:
     rows = []
     for p in items:
-        kind = {"behaviour": style("behaviour", "yellow"), "refactor": "refactor", "cosmetic": style("cosmetic", "dim")}[p["kind"]]
+        kind = {
+            "behaviour": style("behaviour", "yellow"),
+            "refactor": "refactor",
+            "cosmetic": style("cosmetic", "dim"),
+        }[p["kind"]]
         rows.append([p["number"], p["name"], p["commit"], kind, p["subject"]])
     text = table(rows, ["#", "switch", "commit", "kind", "subject"])
     notes = [f"  {p['name']}: {p['change']}" for p in items]

@@ -60,7 +60,10 @@ FAIL_SITES = ("sev_asid_bitmap", "sev_reclaim_asid_bitmap", "sev_vmcbs")
 def _fail_site(text: str, nr_cpus: int) -> str:
     base, _, rest = text.partition("[")
     if base not in FAIL_SITES:
-        raise InputError("--fail-alloc", f"unknown allocation site {text!r} (known: {', '.join(FAIL_SITES)}, sev_vmcbs[N])")
+        raise InputError(
+            "--fail-alloc",
+            f"unknown allocation site {text!r} (known: {', '.join(FAIL_SITES)}, sev_vmcbs[N])",
+        )
     if rest:
         if base != "sev_vmcbs" or not rest.endswith("]") or not rest[:-1].isdigit():
             raise InputError("--fail-alloc", f"{text!r}: only sev_vmcbs takes a CPU index, as sev_vmcbs[N]")
@@ -75,14 +78,14 @@ def resolve(config: HostConfig) -> ResolvedConfig:
     override: Cpuid8000001F | None = parse_leaf(config.cpuid) if config.cpuid is not None else None
     choices: dict[str, str] = {}
     for text in config.bios:
-        key, value = bios_mod.parse_assignment(text)
-        choices[key] = value
+        key, setting = bios_mod.parse_assignment(text)
+        choices[key] = setting
     platform = bios_mod.apply(profile, choices, override)
     behaviour = patches.build(config.kernel, list(config.apply), list(config.revert))
     requested: dict[str, bool] = {}
     for text in config.config:
-        symbol, value = kconfig_mod.parse_assignment(text)
-        requested[symbol] = value
+        symbol, enabled = kconfig_mod.parse_assignment(text)
+        requested[symbol] = enabled
     kconf = kconfig_mod.resolve(requested)
     boot_args = cmdline_mod.parse(config.cmdline, list(config.params))
     nr_cpus = profile.threads if config.cpus is None else config.cpus

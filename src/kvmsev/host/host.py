@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
 from kvmsev.firmware.psp import CommandResult, Psp
-from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.host.config import HostConfig, ResolvedConfig, resolve
+from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kernel import ccp, kconfig
 from kvmsev.kernel.alloc import Allocator
 from kvmsev.kernel.cpufeatures import BootCpuFeatures, detect
@@ -27,9 +27,12 @@ from kvmsev.kvm.state import KvmAmd
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
+    """What ``modprobe kvm_amd`` did; ``events`` are its firmware commands and WBINVDs."""
+
     loaded: bool
     error: Errno | None
     dmesg: tuple[str, ...]
+    events: tuple[dict[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +102,10 @@ class Host:
             kvm, error = svm.load(self.env, list(self.config.boot_args.kvm_amd))
         except KernelOops as oops:
             self._crash(oops)
-            return LoadResult(False, None, self._dmesg_since(mark))
+            return LoadResult(False, None, self._dmesg_since(mark), self._effects_since(mark))
         self.kvm = kvm
         self.history.append("load")
-        return LoadResult(kvm is not None, error, self._dmesg_since(mark))
+        return LoadResult(kvm is not None, error, self._dmesg_since(mark), self._effects_since(mark))
 
     def unload_kvm_amd(self) -> UnloadResult:
         """``rmmod kvm_amd``; everything the module allocated should be freed."""
@@ -122,7 +125,9 @@ class Host:
         )
         wbinvd: set[int] = set()
         for event in self.env.trace.since(mark, "wbinvd"):
-            wbinvd.update(event["cpus"])  # type: ignore[call-overload]
+            cpus = event["cpus"]
+            assert isinstance(cpus, list)
+            wbinvd.update(cpus)
         return UnloadResult(
             flushed=any(e["cmd"] == "DF_FLUSH" for e in firmware),
             firmware=firmware,
@@ -135,6 +140,9 @@ class Host:
     def _crash(self, oops: KernelOops) -> None:
         self.crashed = oops.line
         self.env.trace.dmesg(oops.line)
+
+    def _effects_since(self, mark: int) -> tuple[dict[str, object], ...]:
+        return tuple(e for e in self.env.trace.since(mark) if e["kind"] != "dmesg")
 
     def _dmesg_since(self, mark: int) -> tuple[str, ...]:
         return tuple(str(e["text"]) for e in self.env.trace.since(mark, "dmesg"))

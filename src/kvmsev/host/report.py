@@ -28,8 +28,12 @@ def unload_dict(result: UnloadResult) -> dict[str, object]:
     }
 
 
-def boot_dict(host: Host, load: LoadResult, unload: UnloadResult | None = None,
-              kvm_snapshot: dict[str, object] | None = None) -> dict[str, object]:
+def boot_dict(
+    host: Host,
+    load: LoadResult,
+    unload: UnloadResult | None = None,
+    kvm_snapshot: dict[str, object] | None = None,
+) -> dict[str, object]:
     """Everything ``kvmsev boot`` reports; ``kvm_snapshot`` is :func:`kvm_view` taken while loaded."""
     cfg = host.config
     view = kvm_snapshot if kvm_snapshot is not None else kvm_view(host)
@@ -58,6 +62,7 @@ def boot_dict(host: Host, load: LoadResult, unload: UnloadResult | None = None,
         "load_error": None if load.error is None else load.error.name,
         **view,
         "dmesg": list(load.dmesg),
+        "load_events": [dict(e) for e in load.events],
     }
     if unload is not None:
         out["unload"] = unload_dict(unload)

@@ -85,7 +85,8 @@ def apply(profile: Profile, choices: Mapping[str, str], leaf_override: Cpuid8000
         low = int(profile.bios["sev_es_asid_space_limit"].get("min", 1))
         if not low <= limit <= leaf.ecx + 1:
             raise InputError(
-                "--bios sev_es_asid_space_limit", f"{limit} is outside {low}..{leaf.ecx + 1} for this part"
+                "--bios sev_es_asid_space_limit",
+                f"{limit} is outside {low}..{leaf.ecx + 1} for this part",
             )
         leaf = leaf.replace(edx=limit)
         effective["sev_es_asid_space_limit"] = str(limit)

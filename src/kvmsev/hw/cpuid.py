@@ -220,5 +220,5 @@ def parse_leaf(text: str, field: str = "--cpuid") -> Cpuid8000001F:
     parts = re.split(r"[:\-]", text.strip())
     if len(parts) != 4:
         raise InputError(field, f"{text!r} must be four registers EAX:EBX:ECX:EDX")
-    regs = [parse_register(p, f"{field} {name}") for p, name in zip(parts, _REG_NAMES, strict=True)]
+    regs = [parse_register(p, f"{field} {name.upper()}") for p, name in zip(parts, _REG_NAMES, strict=True)]
     return Cpuid8000001F(*regs)

@@ -63,7 +63,16 @@ class Profile:
         }
 
 
-_REQUIRED = ("name", "model_name", "vendor", "family", "model", "threads", "cpuid_8000001f", "sources")
+_REQUIRED = (
+    "name",
+    "model_name",
+    "vendor",
+    "family",
+    "model",
+    "threads",
+    "cpuid_8000001f",
+    "sources",
+)
 
 
 def _expect(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -90,7 +99,9 @@ def from_dict(data: Any, where: str) -> Profile:
         if key not in data:
             raise InputError(f"{where}: {key}", "missing")
     leaf_data = _expect(data, "cpuid_8000001f", dict, where)
-    leaf = Cpuid8000001F(*(_register(leaf_data, r, f"{where}: cpuid_8000001f") for r in ("eax", "ebx", "ecx", "edx")))
+    leaf = Cpuid8000001F(
+        *(_register(leaf_data, r, f"{where}: cpuid_8000001f") for r in ("eax", "ebx", "ecx", "edx"))
+    )
     threads = _expect(data, "threads", int, where)
     if not 1 <= threads <= MAX_CPUS:
         raise InputError(f"{where}: threads", f"{threads} is outside 1..{MAX_CPUS}")

@@ -94,9 +94,7 @@ def parse(cmdline: str, params: list[str]) -> BootArgs:
         if param is None:
             name, value = split_param(stripped)
             if "." in name:
-                raise InputError(
-                    "--param", f"{text!r} names another module; --param sets kvm_amd parameters"
-                )
+                raise InputError("--param", f"{text!r} names another module; --param sets kvm_amd parameters")
             param = (name, value)
         kvm_amd.append(param)
     return BootArgs(kvm_amd, mem_encrypt, tuple(words))

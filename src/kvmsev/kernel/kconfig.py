@@ -57,9 +57,7 @@ def resolve(requested: Mapping[str, bool]) -> Kconfig:
     """Apply the user's choices over the defaults, then force unmet dependencies to n."""
     for symbol in requested:
         if symbol not in SYMBOLS:
-            raise InputError(
-                "--config", f"unknown Kconfig symbol {symbol!r} (known: {', '.join(SYMBOLS)})"
-            )
+            raise InputError("--config", f"unknown Kconfig symbol {symbol!r} (known: {', '.join(SYMBOLS)})")
     values = {sym: requested.get(sym, default) for sym, (default, _) in SYMBOLS.items()}
     forced: list[str] = []
     for sym, (_, dep) in SYMBOLS.items():

@@ -49,8 +49,6 @@ def supported_8000001f(env: KernelEnv, kvm: KvmAmd) -> Cpuid8000001F:
     if mode is CpuidMask.RAW:
         return env.leaf if env.features.has(cpuid.SEV) else ZERO_LEAF
     caps = kvm.cpu_caps_8000001f_eax or 0
-    if mode is CpuidMask.V4_POSTED:
-        sev_on = env.features.has(cpuid.SEV)
-    else:
-        sev_on = bool(caps & cpuid.SEV)
+    # v4 still zeroed the leaf on the host's bit; as merged, on KVM's own cap.
+    sev_on = env.features.has(cpuid.SEV) if mode is CpuidMask.V4_POSTED else bool(caps & cpuid.SEV)
     return env.leaf.replace(eax=caps) if sev_on else ZERO_LEAF

@@ -30,10 +30,8 @@ def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
     ]
     if behaviour.sev_params_need_kconfig and not config[kconfig.KVM_AMD_SEV]:
         return decls
-    if behaviour.sev_params_default_on:
-        default = True
-    else:
-        default = config[kconfig.AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT]
+    # Before 6c2c7bf5803c the default followed the host-SME Kconfig default.
+    default = behaviour.sev_params_default_on or config[kconfig.AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT]
     kind = ParamType.BOOL if behaviour.bool_sev_params else ParamType.INT
     value: int | bool = default if kind is ParamType.BOOL else int(default)
     decls.append(ParamDecl("sev", kind, value))

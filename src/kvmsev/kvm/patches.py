@@ -12,6 +12,7 @@ for a model to represent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvmsev.errors import InputError
@@ -44,119 +45,206 @@ class Patch:
 
 
 PATCHES: tuple[Patch, ...] = (
-    Patch("zero-vmcb-array", "01", "3b1902b87bf1",
-          "KVM: SVM: Zero out the VMCB array used to track SEV ASID association",
-          "behaviour", "sev_vmcbs_zeroed",
-          "per-CPU sev_vmcbs allocated zeroed (kcalloc) instead of uninitialised (kmalloc_array); "
-          "a garbage entry can no longer match a new VMCB and skip the first TLB flush"),
-    Patch("free-bitmap-on-setup-failure", "02", "f31b88b35f90",
-          "KVM: SVM: Free sev_asid_bitmap during init if SEV setup fails",
-          "behaviour", "free_asid_bitmap_on_setup_failure",
-          "if the reclaim bitmap allocation fails, the ASID bitmap is freed instead of kept; only "
-          "visible on OOM (memory held while SEV is off; a leak once svm_sev_enabled() is gone)"),
-    Patch("npt-required", "03", "fa13680f5668",
-          "KVM: SVM: Disable SEV/SEV-ES if NPT is disabled",
-          "behaviour", "sev_requires_npt",
-          "NPT is decided before SEV setup and SEV/SEV-ES stay off without it (kvm_amd.npt=0 no "
-          "longer reports SEV supported); 'Nested Paging' is now printed before the SEV lines"),
-    Patch("move-params-to-sev-c", "04", "e8126bdaf194",
-          "KVM: SVM: Move SEV module params/variables to sev.c",
-          "refactor", "sev_setup_called_unconditionally",
-          "sev_hardware_setup() is always called and checks Kconfig, the parameter and NPT itself"),
-    Patch("cpuid-mask", "05", "d9db0fd6c5c9",
-          "KVM: SEV: Mask CPUID[0x8000001F].eax according to supported features",
-          "behaviour", "cpuid_mask",
-          "KVM_GET_SUPPORTED_CPUID 0x8000001F: EAX limited to SEV, SEV_ES, SME_COHERENT and to "
-          "what KVM enabled; the whole leaf is zero when KVM's SEV is off",
-          applied=CpuidMask.MASKED, reverted=CpuidMask.RAW),
-    Patch("drop-x86-sev-enabled", "06", "4daf2a1c45ac",
-          "x86/sev: Drop redundant and potentially misleading 'sev_enabled'",
-          "cosmetic", None,
-          "host memory-encryption code uses sev_active(); frees the name for KVM"),
-    Patch("append-enabled", "07", "8d364a0792dd",
-          'KVM: SVM: Append "_enabled" to module-scoped SEV/SEV-ES control variables',
-          "behaviour", "bool_sev_params",
-          "sev/sev_es become bool parameters: sysfs shows Y/N instead of 1/0, and values are "
-          "parsed by strtobool (sev=2 now fails the load; sev=yes now works). The commit "
-          "message says no functional change; the type change is one"),
-    Patch("kconfig-gated-params", "08", "a479c3348422",
-          "KVM: SVM: Condition sev_enabled and sev_es_enabled on CONFIG_KVM_AMD_SEV=y",
-          "behaviour", "sev_params_need_kconfig",
-          "with CONFIG_KVM_AMD_SEV=n the sev/sev_es parameters no longer exist (no sysfs files; "
-          "kvm_amd.sev=1 is an unknown parameter)"),
-    Patch("enable-by-default", "09", "6c2c7bf5803c",
-          "KVM: SVM: Enable SEV/SEV-ES functionality by default (when supported)",
-          "behaviour", "sev_params_default_on",
-          "sev/sev_es default to true instead of CONFIG_AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT"),
-    Patch("unconditional-teardown", "10", "4cafd0c572a2",
-          "KVM: SVM: Unconditionally invoke sev_hardware_teardown()",
-          "refactor", "sev_teardown_called_unconditionally",
-          "the svm_sev_enabled() guard moves from svm_hardware_teardown() into the callee"),
-    Patch("explicit-max-asid-check", "11", "8cb756b7bdcc",
-          "KVM: SVM: Explicitly check max SEV ASID during sev_hardware_setup()",
-          "refactor", "explicit_max_asid_check",
-          "if (!max_sev_asid) replaces if (!svm_sev_enabled()) inside setup"),
-    Patch("sev-cpu-init", "12", "b95c221cac16",
-          "KVM: SVM: Move SEV VMCB tracking allocation to sev.c",
-          "refactor", "sev_cpu_init_helper",
-          "sev_vmcbs allocated by the new sev_cpu_init(); svm_cpu_init() propagates its error"),
-    Patch("drop-svm-sev-enabled", "13", "a5c1c5aad6cf",
-          "KVM: SVM: Drop redundant svm_sev_enabled() helper",
-          "behaviour", "gates_on_sev_enabled",
-          "per-CPU arrays, the unload teardown and the ioctl gate key on the final sev_enabled "
-          "instead of max_sev_asid != 0; differs only when setup failed after reading CPUID"),
-    Patch("drop-flush-prototype", "14", "82b7ae0481ae",
-          "KVM: SVM: Remove an unnecessary prototype declaration of sev_flush_asids()",
-          "cosmetic", None, "prototype removed"),
-    Patch("skip-unused-flush", "15", "469bb32b68d5",
-          "KVM: SVM: Skip SEV cache flush if no ASIDs have been used",
-          "behaviour", "flush_only_if_reclaim_pending",
-          "WBINVD + DF_FLUSH only when some freed ASID awaits reclaim: an unused host no longer "
-          "flushes (or logs 'SEV: DF_FLUSH failed') at kvm_amd unload"),
-    Patch("cpuid-mask-v4", "v4 04/14", "(not merged)",
-          "KVM: x86: Do not advertise SME, VM_PAGE_FLUSH, or unknown features",
-          "behaviour", "cpuid_mask",
-          "as posted in v4: EAX masked to SEV|SEV_ES|SME_COHERENT, but the leaf is zeroed on the "
-          "host's SEV bit and KVM's module parameters are ignored (reverse-CPUID sub-index 1)",
-          applied=CpuidMask.V4_POSTED, reverted=CpuidMask.RAW),
+    Patch(
+        "zero-vmcb-array",
+        "01",
+        "3b1902b87bf1",
+        "KVM: SVM: Zero out the VMCB array used to track SEV ASID association",
+        "behaviour",
+        "sev_vmcbs_zeroed",
+        "per-CPU sev_vmcbs allocated zeroed (kcalloc) instead of uninitialised (kmalloc_array); "
+        "a garbage entry can no longer match a new VMCB and skip the first TLB flush",
+    ),
+    Patch(
+        "free-bitmap-on-setup-failure",
+        "02",
+        "f31b88b35f90",
+        "KVM: SVM: Free sev_asid_bitmap during init if SEV setup fails",
+        "behaviour",
+        "free_asid_bitmap_on_setup_failure",
+        "if the reclaim bitmap allocation fails, the ASID bitmap is freed instead of kept; only "
+        "visible on OOM (memory held while SEV is off; a leak once svm_sev_enabled() is gone)",
+    ),
+    Patch(
+        "npt-required",
+        "03",
+        "fa13680f5668",
+        "KVM: SVM: Disable SEV/SEV-ES if NPT is disabled",
+        "behaviour",
+        "sev_requires_npt",
+        "NPT is decided before SEV setup and SEV/SEV-ES stay off without it (kvm_amd.npt=0 no "
+        "longer reports SEV supported); 'Nested Paging' is now printed before the SEV lines",
+    ),
+    Patch(
+        "move-params-to-sev-c",
+        "04",
+        "e8126bdaf194",
+        "KVM: SVM: Move SEV module params/variables to sev.c",
+        "refactor",
+        "sev_setup_called_unconditionally",
+        "sev_hardware_setup() is always called and checks Kconfig, the parameter and NPT itself",
+    ),
+    Patch(
+        "cpuid-mask",
+        "05",
+        "d9db0fd6c5c9",
+        "KVM: SEV: Mask CPUID[0x8000001F].eax according to supported features",
+        "behaviour",
+        "cpuid_mask",
+        "KVM_GET_SUPPORTED_CPUID 0x8000001F: EAX limited to SEV, SEV_ES, SME_COHERENT and to "
+        "what KVM enabled; the whole leaf is zero when KVM's SEV is off",
+        applied=CpuidMask.MASKED,
+        reverted=CpuidMask.RAW,
+    ),
+    Patch(
+        "drop-x86-sev-enabled",
+        "06",
+        "4daf2a1c45ac",
+        "x86/sev: Drop redundant and potentially misleading 'sev_enabled'",
+        "cosmetic",
+        None,
+        "host memory-encryption code uses sev_active(); frees the name for KVM",
+    ),
+    Patch(
+        "append-enabled",
+        "07",
+        "8d364a0792dd",
+        'KVM: SVM: Append "_enabled" to module-scoped SEV/SEV-ES control variables',
+        "behaviour",
+        "bool_sev_params",
+        "sev/sev_es become bool parameters: sysfs shows Y/N instead of 1/0, and values are "
+        "parsed by strtobool (sev=2 now fails the load; sev=yes now works). The commit "
+        "message says no functional change; the type change is one",
+    ),
+    Patch(
+        "kconfig-gated-params",
+        "08",
+        "a479c3348422",
+        "KVM: SVM: Condition sev_enabled and sev_es_enabled on CONFIG_KVM_AMD_SEV=y",
+        "behaviour",
+        "sev_params_need_kconfig",
+        "with CONFIG_KVM_AMD_SEV=n the sev/sev_es parameters no longer exist (no sysfs files; "
+        "kvm_amd.sev=1 is an unknown parameter)",
+    ),
+    Patch(
+        "enable-by-default",
+        "09",
+        "6c2c7bf5803c",
+        "KVM: SVM: Enable SEV/SEV-ES functionality by default (when supported)",
+        "behaviour",
+        "sev_params_default_on",
+        "sev/sev_es default to true instead of CONFIG_AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT",
+    ),
+    Patch(
+        "unconditional-teardown",
+        "10",
+        "4cafd0c572a2",
+        "KVM: SVM: Unconditionally invoke sev_hardware_teardown()",
+        "refactor",
+        "sev_teardown_called_unconditionally",
+        "the svm_sev_enabled() guard moves from svm_hardware_teardown() into the callee",
+    ),
+    Patch(
+        "explicit-max-asid-check",
+        "11",
+        "8cb756b7bdcc",
+        "KVM: SVM: Explicitly check max SEV ASID during sev_hardware_setup()",
+        "refactor",
+        "explicit_max_asid_check",
+        "if (!max_sev_asid) replaces if (!svm_sev_enabled()) inside setup",
+    ),
+    Patch(
+        "sev-cpu-init",
+        "12",
+        "b95c221cac16",
+        "KVM: SVM: Move SEV VMCB tracking allocation to sev.c",
+        "refactor",
+        "sev_cpu_init_helper",
+        "sev_vmcbs allocated by the new sev_cpu_init(); svm_cpu_init() propagates its error",
+    ),
+    Patch(
+        "drop-svm-sev-enabled",
+        "13",
+        "a5c1c5aad6cf",
+        "KVM: SVM: Drop redundant svm_sev_enabled() helper",
+        "behaviour",
+        "gates_on_sev_enabled",
+        "per-CPU arrays, the unload teardown and the ioctl gate key on the final sev_enabled "
+        "instead of max_sev_asid != 0; differs only when setup failed after reading CPUID",
+    ),
+    Patch(
+        "drop-flush-prototype",
+        "14",
+        "82b7ae0481ae",
+        "KVM: SVM: Remove an unnecessary prototype declaration of sev_flush_asids()",
+        "cosmetic",
+        None,
+        "prototype removed",
+    ),
+    Patch(
+        "skip-unused-flush",
+        "15",
+        "469bb32b68d5",
+        "KVM: SVM: Skip SEV cache flush if no ASIDs have been used",
+        "behaviour",
+        "flush_only_if_reclaim_pending",
+        "WBINVD + DF_FLUSH only when some freed ASID awaits reclaim: an unused host no longer "
+        "flushes (or logs 'SEV: DF_FLUSH failed') at kvm_amd unload",
+    ),
+    Patch(
+        "cpuid-mask-v4",
+        "v4 04/14",
+        "(not merged)",
+        "KVM: x86: Do not advertise SME, VM_PAGE_FLUSH, or unknown features",
+        "behaviour",
+        "cpuid_mask",
+        "as posted in v4: EAX masked to SEV|SEV_ES|SME_COHERENT, but the leaf is zeroed on the "
+        "host's SEV bit and KVM's module parameters are ignored (reverse-CPUID sub-index 1)",
+        applied=CpuidMask.V4_POSTED,
+        reverted=CpuidMask.RAW,
+    ),
 )
 
 BY_NAME: dict[str, Patch] = {p.name: p for p in PATCHES}
 
 
-def lookup(name: str, option: str) -> Patch:
+def lookup(name: str, option: str) -> tuple[Patch, str]:
+    """The patch called ``name`` and the behaviour field it switches."""
     patch = BY_NAME.get(name)
     if patch is None:
-        raise InputError(option, f"unknown patch {name!r} (see 'kvmsev patches'; known: {', '.join(BY_NAME)})")
+        known = ", ".join(BY_NAME)
+        raise InputError(option, f"unknown patch {name!r} (see 'kvmsev patches'; known: {known})")
     if patch.field is None:
         raise InputError(
             option, f"{name!r} is cosmetic: the model has nothing that differs with or without it"
         )
-    return patch
+    return patch, patch.field
 
 
 def preset(name: str) -> Behaviour:
     try:
         return PRESETS[name]
     except KeyError:
-        raise InputError("--kernel", f"unknown kernel {name!r} (known: {', '.join(PRESETS)})") from None
+        known = ", ".join(PRESETS)
+        raise InputError("--kernel", f"unknown kernel {name!r} (known: {known})") from None
 
 
-def build(kernel: str, apply: list[str] = (), revert: list[str] = ()) -> Behaviour:  # type: ignore[assignment]
-    """A preset with patches applied and reverted, each one on its own.
+def build(kernel: str, apply: Sequence[str] = (), revert: Sequence[str] = ()) -> Behaviour:
+    """A preset with patches reverted, then applied, each one on its own.
 
-    Applying a patch the preset already has, or reverting one it lacks, is refused: the request
-    would silently do nothing, which is never what the user meant.
+    Reverts go first so that ``--revert cpuid-mask --apply cpuid-mask-v4`` swaps one version of a
+    patch for the other. Applying a patch the kernel already has, or reverting one it lacks, is
+    refused: the request would silently do nothing, which is never what the user meant.
     """
     behaviour = preset(kernel)
-    for name in apply:
-        patch = lookup(name, "--apply")
-        if getattr(behaviour, patch.field) == patch.applied:  # type: ignore[arg-type]
-            raise InputError("--apply", f"{name!r} is already in {kernel}")
-        behaviour = behaviour.with_fields(**{patch.field: patch.applied})  # type: ignore[dict-item]
     for name in revert:
-        patch = lookup(name, "--revert")
-        if getattr(behaviour, patch.field) == patch.reverted:  # type: ignore[arg-type]
+        patch, field = lookup(name, "--revert")
+        if getattr(behaviour, field) != patch.applied:
             raise InputError("--revert", f"{name!r} is not in {kernel}")
-        behaviour = behaviour.with_fields(**{patch.field: patch.reverted})  # type: ignore[dict-item]
+        behaviour = behaviour.with_fields(**{field: patch.reverted})
+    for name in apply:
+        patch, field = lookup(name, "--apply")
+        if getattr(behaviour, field) == patch.applied:
+            raise InputError("--apply", f"{name!r} is already in {kernel}")
+        behaviour = behaviour.with_fields(**{field: patch.applied})
     return behaviour

@@ -1,0 +1,1 @@
+"""On-demand benchmarks (``make bench``); never run by the test suite."""
