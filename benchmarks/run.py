@@ -15,7 +15,9 @@ from kvmsev.host.host import Host
 CASES = {
     "lab (2 CPUs, 4 ASIDs)": HostConfig(profile="lab"),
     "epyc-9654 (192 CPUs, 1006 ASIDs)": HostConfig(profile="epyc-9654"),
-    "epyc-9754 v5.12 sev=1 (256 CPUs)": HostConfig(profile="epyc-9754", kernel="v5.12", params=("kvm_amd.sev=1",)),
+    "epyc-9754 v5.12 sev=1 (256 CPUs)": HostConfig(
+        profile="epyc-9754", kernel="v5.12", params=("kvm_amd.sev=1",)
+    ),
 }
 
 
