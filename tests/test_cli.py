@@ -134,7 +134,8 @@ def test_profiles_lists_every_builtin_with_sources(capsys: pytest.CaptureFixture
 def test_patches_lists_kind_and_commit(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "patches", "--json")
     items = json.loads(out)
-    assert len(items) == 16
+    assert len([i for i in items if i["group"] == "series"]) == 15
+    assert len(items) == 22
     assert {i["name"]: i["changes_behaviour"] for i in items}["append-enabled"] is True
 
 

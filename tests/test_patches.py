@@ -13,7 +13,7 @@ from kvmsev.kvm import patches
 from kvmsev.kvm.behaviour import V5_12, V5_13
 from tests.conftest import boot
 
-MERGED = [p for p in patches.PATCHES if p.commit != "(not merged)"]
+MERGED = [p for p in patches.PATCHES if p.group == "series"]
 
 
 def test_catalogue_lists_the_fifteen_merged_commits_and_the_v4_cpuid_patch() -> None:
@@ -28,10 +28,14 @@ def test_catalogue_lists_the_fifteen_merged_commits_and_the_v4_cpuid_patch() -> 
     }
 
 
-def test_applying_every_merged_switch_to_v5_12_gives_v5_13_but_for_the_misc_cgroup() -> None:
-    names = [p.name for p in MERGED if p.field is not None]
-    assert patches.build("v5.12", names) == V5_13.with_fields(misc_cgroup=False)
-    assert patches.build("v5.13", [], names) == V5_12.with_fields(misc_cgroup=True)
+def test_v5_13_is_v5_12_plus_the_series_plus_the_other_5_13_fixes() -> None:
+    series = [p.name for p in MERGED if p.field is not None]
+    others = [p.name for p in patches.PATCHES if p.group == "5.13"]
+    assert patches.build("v5.12", series + others) == V5_13
+    assert patches.build("v5.13", [], series + others) == V5_12
+    later = [p.name for p in patches.PATCHES if p.group == "later"]
+    assert later == ["off-by-one-fix", "last-vmentry-cpu-minus-one"]
+    assert patches.build("v5.13", later) != V5_13
 
 
 def test_patch_requests_that_would_do_nothing_are_refused() -> None:

@@ -67,10 +67,14 @@ class Host:
         platform = resolved.platform
         features = detect(platform.leaf, platform.msrs, resolved.kconfig, resolved.boot_args.mem_encrypt)
         all_threads = (1 << resolved.nr_cpus) - 1
+        api = resolved.profile.sev_api
         psp = Psp(
             present=resolved.profile.sev_firmware,
             mem_encrypt_enabled=platform.msrs.mem_encrypt_enabled,
             enabled_threads=all_threads,
+            max_asid=platform.leaf.ecx,
+            min_sev_asid=platform.leaf.edx,
+            api=(0, 24, 0) if api is None else (api.major, api.minor, api.build),
         )
         cgroup_misc = (
             resolved.behaviour.misc_cgroup
@@ -88,7 +92,7 @@ class Host:
             nr_cpus=resolved.nr_cpus,
             online=all_threads,
         )
-        boot_fw = tuple(ccp.sev_pci_init(psp, all_threads))
+        boot_fw = tuple(ccp.sev_pci_init(psp, env.ccp, lambda: psp.wbinvd(env.online)))
         return cls(resolved, env, features, boot_fw)
 
     # -- kvm_amd ------------------------------------------------------------------------------

@@ -91,7 +91,6 @@ def kvm_view(host: Host) -> dict[str, object]:
         }
     lo, hi = kvm.min_sev_asid, kvm.max_sev_asid
     vmcbs = kvm.sev_vmcbs
-    first = next(iter(vmcbs.values()), None)
     return {
         "sev_enabled": kvm.sev_enabled,
         "sev_es_enabled": kvm.sev_es_enabled,
@@ -105,8 +104,8 @@ def kvm_view(host: Host) -> dict[str, object]:
         "misc_capacity_file": misc.capacity_file(),
         "supported_cpuid_8000001f": _leaf(host.supported_cpuid_8000001f()),
         "sev_vmcbs": None
-        if first is None
-        else {"cpus": len(vmcbs), "entries": first.entries, "zeroed": first.zeroed},
+        if vmcbs is None
+        else {"cpus": kvm.sev_vmcbs_cpus, "entries": vmcbs.entries, "zeroed": vmcbs.zeroed},
         "allocated_bytes": host.env.alloc.live_bytes,
     }
 

@@ -1,28 +1,78 @@
-"""The ccp driver's SEV start-up at boot (drivers/crypto/ccp/sev-dev.c ``sev_pci_init``, 5.11-5.13).
+"""The ccp driver's SEV side (drivers/crypto/ccp/sev-dev.c, 5.11-5.13), between KVM and the PSP.
 
-When the PSP offers SEV, the driver initialises the platform at probe time, before ``kvm_amd``
-loads: SEV INIT (retried once on SECURE_DATA_INVALID), then -- "to prepare for the first guest
-launch" -- WBINVD on all CPUs and DF_FLUSH (``__sev_platform_init_locked``). On failure it logs
-"SEV: failed to INIT error %#x" and leaves the platform UNINIT; KVM learns of that only when a
-firmware command fails later. Device-prefixed ccp log lines are not modeled (they carry the PCI
-address of the host's PSP).
+* Probe (``sev_pci_init``): when the PSP offers SEV, INIT (retried once on
+  SECURE_DATA_INVALID), then -- "to prepare for the first guest launch" -- WBINVD on all CPUs and
+  DF_FLUSH (``__sev_platform_init_locked``). On failure it logs "SEV: failed to INIT error %#x"
+  and the platform stays UNINIT. Device-prefixed log lines are not modeled (they carry the PCI
+  address of the host's PSP).
+* ``sev_platform_init()`` (called by KVM_SEV_INIT): returns 0 at once when the driver's cached
+  state is INIT -- the driver caches only UNINIT/INIT and never looks at WORKING -- otherwise
+  runs the same sequence.
+* A command that reaches the firmware returns -EIO with the status in ``*error`` when the
+  status is not SUCCESS; without SEV firmware every command returns -ENODEV, ``*error``
+  untouched.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from kvmsev.firmware.psp import CommandResult, Psp
 from kvmsev.firmware.status import Status
 
 
-def sev_pci_init(psp: Psp, online_threads: int) -> list[CommandResult]:
-    """Run the driver's probe-time platform initialisation; returns the commands issued."""
+class _Trace(Protocol):
+    def fw(self, result: CommandResult) -> None: ...
+
+
+@dataclass(slots=True)
+class SevDriver:
+    """The driver's cached platform state (``sev->state``)."""
+
+    initialized: bool = False
+
+
+def _init_sequence(psp: Psp, wbinvd_all: Callable[[], None], trace: _Trace | None) -> CommandResult:
+    def log(result: CommandResult) -> CommandResult:
+        if trace is not None:
+            trace.fw(result)
+        return result
+
+    result = log(psp.init())
+    if result.status is Status.SECURE_DATA_INVALID:
+        result = log(psp.init())
+    if not result.ok:
+        return result
+    wbinvd_all()
+    return log(psp.df_flush())
+
+
+def sev_pci_init(psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None]) -> list[CommandResult]:
+    """Probe-time platform initialisation; returns the commands issued."""
     if not psp.present:
         return []
-    issued = [psp.init()]
-    if issued[-1].status is Status.SECURE_DATA_INVALID:
-        issued.append(psp.init())
-    if not issued[-1].ok:
-        return issued
-    psp.wbinvd(online_threads)
-    issued.append(psp.df_flush())
+    issued: list[CommandResult] = []
+
+    class _Collect:
+        def fw(self, result: CommandResult) -> None:
+            issued.append(result)
+
+    result = _init_sequence(psp, wbinvd_all, _Collect())
+    driver.initialized = result.ok
     return issued
+
+
+def sev_platform_init(
+    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], trace: _Trace
+) -> tuple[int, int]:
+    """(ret, error) as ``sev_platform_init(&error)`` returns them."""
+    if not psp.present:
+        return psp.init().ret, 0
+    if driver.initialized:
+        return 0, 0
+    result = _init_sequence(psp, wbinvd_all, trace)
+    if result.ok:
+        driver.initialized = True
+    return result.ret, result.code

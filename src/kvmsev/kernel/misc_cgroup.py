@@ -1,24 +1,46 @@
-"""The misc cgroup controller's capacities (kernel/cgroup/misc.c, new in 5.13).
+"""The misc cgroup controller (kernel/cgroup/misc.c, new in 5.13) for the ``sev`` and ``sev_es``
+resources.
 
-Resources ``sev`` and ``sev_es`` exist only with CONFIG_KVM_AMD_SEV=y (``misc_res_name[]``).
-``misc_cg_set_capacity()`` fails only for an invalid resource type, so for these resources it
-always succeeds; with CONFIG_CGROUP_MISC=n it is a stub returning 0. The root's
-``misc.capacity`` lists ``"NAME CAPACITY"`` for resources with a non-zero capacity only.
+* Resources exist only with CONFIG_KVM_AMD_SEV=y (``misc_res_name[]``). With
+  CONFIG_CGROUP_MISC=n every helper is a stub that succeeds (include/linux/misc_cgroup.h).
+* ``misc_cg_set_capacity()`` fails only for an invalid type, so here it always succeeds.
+* ``misc_cg_try_charge()``: -EINVAL when the resource's capacity is 0; otherwise the charge is
+  added to the cgroup and every ancestor, and -EBUSY (undoing it) as soon as one level would
+  exceed its ``misc.max`` or the capacity. The first rejection per cgroup and resource prints
+  "cgroup: charge rejected by the misc controller for %s resource in <path>".
+* The root's ``misc.capacity`` lists ``"NAME CAPACITY"`` for non-zero capacities only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kvmsev.errors import Errno
+
 RESOURCES = ("sev", "sev_es")
+MAX = 2**63 - 1  # MAX_NUM: "max" in misc.max
+
+
+@dataclass(slots=True)
+class MiscCg:
+    path: str
+    parent: MiscCg | None
+    max: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, MAX))
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
+    failed: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
 class MiscCgroup:
-    """Capacities per resource; ``enabled`` is False when the controller or resources are absent."""
+    """Capacities, the cgroup tree and usage; ``enabled`` False when the resources are absent."""
 
     enabled: bool
     capacity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
+    root: MiscCg = field(default_factory=lambda: MiscCg("/", None))
+    groups: dict[str, MiscCg] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.groups.setdefault("/", self.root)
 
     def set_capacity(self, resource: str, value: int) -> int:
         """``misc_cg_set_capacity()``: 0 on success (always, for valid resources or the stub)."""
@@ -26,8 +48,54 @@ class MiscCgroup:
             self.capacity[resource] = value
         return 0
 
+    def create(self, path: str) -> MiscCg:
+        """``mkdir`` a cgroup; ``path`` like ``/a/b`` (its parent must exist)."""
+        parent_path = path.rsplit("/", 1)[0] or "/"
+        group = MiscCg(path, self.groups[parent_path])
+        self.groups[path] = group
+        return group
+
+    def try_charge(self, resource: str, group: MiscCg, amount: int = 1) -> tuple[int, list[str]]:
+        """``misc_cg_try_charge()``: (0 or -errno, kernel log lines)."""
+        if not self.enabled:
+            return 0, []
+        if not self.capacity[resource]:
+            return -int(Errno.EINVAL), []
+        charged: list[MiscCg] = []
+        node: MiscCg | None = group
+        while node is not None:
+            node.usage[resource] += amount
+            charged.append(node)
+            if node.usage[resource] > node.max[resource] or node.usage[resource] > self.capacity[resource]:
+                lines: list[str] = []
+                if resource not in node.failed:
+                    node.failed.add(resource)
+                    lines.append(
+                        f"cgroup: charge rejected by the misc controller for {resource} resource in {node.path}"
+                    )
+                for c in charged:
+                    c.usage[resource] -= amount
+                return -int(Errno.EBUSY), lines
+            node = node.parent
+        return 0, []
+
+    def uncharge(self, resource: str, group: MiscCg, amount: int = 1) -> None:
+        if not self.enabled:
+            return
+        node: MiscCg | None = group
+        while node is not None:
+            node.usage[resource] -= amount
+            node = node.parent
+
     def capacity_file(self) -> str | None:
         """Text of /sys/fs/cgroup/misc.capacity, or None when the controller does not exist."""
         if not self.enabled:
             return None
         return "".join(f"{r} {self.capacity[r]}\n" for r in RESOURCES if self.capacity[r])
+
+    def current_file(self, path: str) -> str | None:
+        """``misc.current`` of a non-root cgroup: resources with capacity or usage."""
+        if not self.enabled or path == "/":
+            return None
+        g = self.groups[path]
+        return "".join(f"{r} {g.usage[r]}\n" for r in RESOURCES if self.capacity[r] or g.usage[r])

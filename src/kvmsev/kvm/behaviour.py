@@ -80,6 +80,24 @@ class Behaviour:
     #: 7aef27f0b2a8 "svm/sev: Register SEV and SEV-ES ASIDs to the misc controller" (5.13, not
     #: part of the series): capacities ``sev``/``sev_es`` set at setup and reset at teardown.
     misc_cgroup: bool
+    #: 179c6c27bf48 "KVM: SVM: Fix off-by-one indexing when nullifying last used SEV VMCB"
+    #: (5.14, Cc stable): ``sev_asid_free`` clears ``sev_vmcbs[asid]``, not ``[asid - 1]``.
+    sev_vmcbs_clear_real_asid: bool = False
+    #: "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken" (5.14): a new
+    #: vCPU's ``last_vmentry_cpu`` starts at -1 instead of 0, so its first entry always flushes.
+    last_vmentry_cpu_starts_minus_one: bool = False
+    #: 934002cd660b "KVM: SVM: Call SEV Guest Decommission if ASID binding fails" (5.13-rc,
+    #: backported to 5.12.y): a firmware context whose ACTIVATE failed is DECOMMISSIONed instead
+    #: of leaked.
+    decommission_on_bind_failure: bool = False
+    #: 8727906fde6e "KVM: SVM: Do not allow SEV/SEV-ES initialization after vCPUs are created"
+    #: (5.13 merge window; stable backports dated 2021-05-12): KVM_SEV_{ES_,}INIT -> -EINVAL
+    #: once a vCPU exists.
+    created_vcpus_check: bool = False
+    #: 9fa1521daafb "KVM: SVM: Do not set sev->es_active until KVM_SEV_ES_INIT completes"
+    #: (same window): before it, KVM_SEV_ES_INIT sets ``es_active`` before anything is checked
+    #: and never clears it, so a failed ES_INIT leaves the VM "ES" for a later plain INIT.
+    es_active_set_on_success_only: bool = False
 
     def with_fields(self, **changes: object) -> Behaviour:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -124,6 +142,9 @@ V5_13 = V5_12.with_fields(
     gates_on_sev_enabled=True,
     flush_only_if_reclaim_pending=True,
     misc_cgroup=True,
+    decommission_on_bind_failure=True,
+    created_vcpus_check=True,
+    es_active_set_on_success_only=True,
 )
 
 PRESETS: dict[str, Behaviour] = {"v5.12": V5_12, "v5.13": V5_13}

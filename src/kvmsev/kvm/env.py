@@ -6,14 +6,17 @@ with their status, WBINVD broadcasts, and kernel log lines.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from kvmsev.firmware.psp import CommandResult, Psp
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kernel.alloc import Allocator
+from kvmsev.kernel.ccp import SevDriver
 from kvmsev.kernel.cpufeatures import BootCpuFeatures
 from kvmsev.kernel.kconfig import Kconfig
 from kvmsev.kernel.misc_cgroup import MiscCgroup
+from kvmsev.kernel.pages import PageAllocator
 from kvmsev.kvm.behaviour import Behaviour
 
 
@@ -23,19 +26,50 @@ def c_hex_alt(value: int) -> str:
 
 
 @dataclass(slots=True)
+class Garbage:
+    """Initial content of memory the kernel does not initialise (pre-fix ``sev_vmcbs``).
+
+    ``fixed`` pins entries to values (a scenario's ``sev_vmcbs_garbage``); anything else is a
+    deterministic function of the seed -- arbitrary 64-bit values, as stale heap memory is.
+    """
+
+    seed: int = 0
+    fixed: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def __call__(self, cpu: int, index: int) -> int:
+        value = self.fixed.get((cpu, index))
+        if value is not None:
+            return value
+        digest = hashlib.blake2b(f"{self.seed}:{cpu}:{index}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little")
+
+
+@dataclass(slots=True)
 class Trace:
-    """Observable effects in order, as the JSON contract's ``events`` spell them."""
+    """Observable effects in order, as the JSON contract's ``events`` spell them.
+
+    With ``on`` False nothing is recorded (the simulator's and benchmarks' fast path); callers
+    test ``trace.on`` before building an event.
+    """
 
     events: list[dict[str, object]] = field(default_factory=list)
+    on: bool = True
 
     def dmesg(self, text: str) -> None:
-        self.events.append({"kind": "dmesg", "text": text})
+        if self.on:
+            self.events.append({"kind": "dmesg", "text": text})
 
     def fw(self, result: CommandResult) -> None:
-        self.events.append({"kind": "fw", **result.as_dict()})
+        if self.on:
+            self.events.append({"kind": "fw", **result.as_dict()})
 
     def wbinvd(self, cpus: list[int]) -> None:
-        self.events.append({"kind": "wbinvd", "cpus": cpus})
+        if self.on:
+            self.events.append({"kind": "wbinvd", "cpus": cpus})
+
+    def tlb_flush(self, cpu: int, asid: int) -> None:
+        if self.on:
+            self.events.append({"kind": "tlb_flush", "cpu": cpu, "asid": asid})
 
     def mark(self) -> int:
         return len(self.events)
@@ -59,6 +93,20 @@ class KernelEnv:
     online: int
     npt_supported: bool = True
     trace: Trace = field(default_factory=Trace)
+    garbage: Garbage = field(default_factory=Garbage)
+    #: per-CPU TLB: cpu -> {asid: serial of the vCPU whose entries may be cached}
+    tlb: dict[int, dict[int, int]] = field(default_factory=dict)
+    ccp: SevDriver = field(default_factory=SevDriver)
+    pages: PageAllocator = field(default_factory=PageAllocator)
+    #: RLIMIT_MEMLOCK of the VMM process (64 KiB: the kernel default before 5.16) and CAP_IPC_LOCK
+    memlock_limit: int = 64 * 1024
+    cap_ipc_lock: bool = False
+    #: physical address of a kernel page used as the DBG bounce buffer
+    bounce_paddr: int = 0
+    next_vcpu_serial: int = 1
+    #: (cpu, asid, stale owner serial, entering serial) for every VMRUN that kept another
+    #: vCPU's TLB entries
+    breaches: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]
@@ -66,4 +114,5 @@ class KernelEnv:
     def wbinvd_on_all_cpus(self) -> None:
         """``wbinvd_on_all_cpus()``: an IPI to every *online* CPU; each sets its WBINVD_DONE."""
         self.psp.wbinvd(self.online)
-        self.trace.wbinvd(self.online_cpus())
+        if self.trace.on:
+            self.trace.wbinvd(self.online_cpus())

@@ -30,6 +30,9 @@ class Patch:
     change: str
     applied: object = True
     reverted: object = False
+    #: "series" (merged as part of it), "v4" (posted, not merged), "5.13" (other SEV fixes merged
+    #: in the same window, part of the v5.13 preset), "later" (after 5.13; in no preset)
+    group: str = "series"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +43,7 @@ class Patch:
             "kind": self.kind,
             "changes_behaviour": self.kind == "behaviour",
             "switch": self.field,
+            "group": self.group,
             "change": self.change,
         }
 
@@ -202,6 +206,70 @@ PATCHES: tuple[Patch, ...] = (
         "host's SEV bit and KVM's module parameters are ignored (reverse-CPUID sub-index 1)",
         applied=CpuidMask.V4_POSTED,
         reverted=CpuidMask.RAW,
+        group="v4",
+    ),
+    Patch(
+        "misc-cgroup",
+        "5.13",
+        "7aef27f0b2a8",
+        "svm/sev: Register SEV and SEV-ES ASIDs to the misc controller",
+        "behaviour",
+        "misc_cgroup",
+        "misc cgroup resources sev/sev_es: capacities set at setup, one unit charged per guest "
+        "at KVM_SEV_INIT (-EINVAL at capacity 0, -EBUSY over misc.max; both seen as -EBUSY)",
+        group="5.13",
+    ),
+    Patch(
+        "created-vcpus-check",
+        "5.13",
+        "8727906fde6e",
+        "KVM: SVM: Do not allow SEV/SEV-ES initialization after vCPUs are created",
+        "behaviour",
+        "created_vcpus_check",
+        "KVM_SEV_INIT / KVM_SEV_ES_INIT fail with -EINVAL once the VM has a vCPU",
+        group="5.13",
+    ),
+    Patch(
+        "es-active-on-success",
+        "5.13",
+        "9fa1521daafb",
+        "KVM: SVM: Do not set sev->es_active until KVM_SEV_ES_INIT completes",
+        "behaviour",
+        "es_active_set_on_success_only",
+        "a failed KVM_SEV_ES_INIT no longer leaves the VM marked SEV-ES (which made a later "
+        "KVM_SEV_INIT draw from the SEV-ES ASID range)",
+        group="5.13",
+    ),
+    Patch(
+        "decommission-on-bind-failure",
+        "5.13",
+        "934002cd660b",
+        "KVM: SVM: Call SEV Guest Decommission if ASID binding fails",
+        "behaviour",
+        "decommission_on_bind_failure",
+        "LAUNCH_START whose ACTIVATE fails DECOMMISSIONs the new firmware context instead of leaking it",
+        group="5.13",
+    ),
+    Patch(
+        "off-by-one-fix",
+        "5.14",
+        "179c6c27bf48",
+        "KVM: SVM: Fix off-by-one indexing when nullifying last used SEV VMCB",
+        "behaviour",
+        "sev_vmcbs_clear_real_asid",
+        "sev_asid_free clears sev_vmcbs[asid] on every CPU instead of sev_vmcbs[asid - 1]",
+        group="later",
+    ),
+    Patch(
+        "last-vmentry-cpu-minus-one",
+        "5.14",
+        "(2021-06)",
+        "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken",
+        "behaviour",
+        "last_vmentry_cpu_starts_minus_one",
+        "a new vCPU's last_vmentry_cpu starts at -1, so its first VM entry always flushes the "
+        "ASID's TLB entries",
+        group="later",
     ),
 )
 

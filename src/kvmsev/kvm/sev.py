@@ -13,8 +13,9 @@ from kvmsev.hw import cpuid
 from kvmsev.kernel import kconfig
 from kvmsev.kernel.alloc import POINTER_SIZE, bitmap_bytes
 from kvmsev.kvm.env import KernelEnv, c_hex_alt
+from kvmsev.kvm.guest import SevVmcbs
 from kvmsev.kvm.oops import null_deref
-from kvmsev.kvm.state import KvmAmd, VmcbArray
+from kvmsev.kvm.state import KvmAmd
 
 U32 = 0xFFFF_FFFF
 ASID_BITMAP = "sev_asid_bitmap"
@@ -181,7 +182,9 @@ def alloc_sev_vmcbs(env: KernelEnv, kvm: KvmAmd, cpu: int) -> bool:
     entries = kvm.max_sev_asid + 1
     if not env.alloc.alloc(f"sev_vmcbs[{cpu}]", entries * POINTER_SIZE):
         return False
-    kvm.sev_vmcbs[cpu] = VmcbArray(entries, env.behaviour.sev_vmcbs_zeroed)
+    if kvm.sev_vmcbs is None:
+        kvm.sev_vmcbs = SevVmcbs(entries, env.behaviour.sev_vmcbs_zeroed, env.garbage)
+    kvm.sev_vmcbs_cpus += 1
     return True
 
 
@@ -194,5 +197,9 @@ def sev_cpu_init(env: KernelEnv, kvm: KvmAmd, cpu: int) -> int:
 
 def free_sev_vmcbs(env: KernelEnv, kvm: KvmAmd, cpu: int) -> None:
     """``kfree(sd->sev_vmcbs)`` in ``svm_cpu_uninit()``."""
-    env.alloc.free(f"sev_vmcbs[{cpu}]")
-    kvm.sev_vmcbs.pop(cpu, None)
+    site = f"sev_vmcbs[{cpu}]"
+    if env.alloc.holds(site):
+        env.alloc.free(site)
+        kvm.sev_vmcbs_cpus -= 1
+        if not kvm.sev_vmcbs_cpus:
+            kvm.sev_vmcbs = None

@@ -9,19 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kvmsev.kernel.params import ParamDecl
-
-
-@dataclass(slots=True)
-class VmcbArray:
-    """One CPU's ``sd->sev_vmcbs``: ``max_sev_asid + 1`` VMCB pointers indexed by raw ASID.
-
-    ``zeroed`` False means the array came from ``kmalloc_array`` and its entries are unknown
-    until written; ``slots`` holds the entries KVM has written (or a scenario fixed).
-    """
-
-    entries: int
-    zeroed: bool
-    slots: dict[int, int] = field(default_factory=dict)
+from kvmsev.kvm.guest import SevVmcbs, Vm
 
 
 @dataclass(slots=True)
@@ -36,7 +24,10 @@ class KvmAmd:
     min_sev_asid: int = 0
     sev_asid_bitmap: int | None = None
     sev_reclaim_asid_bitmap: int | None = None
-    sev_vmcbs: dict[int, VmcbArray] = field(default_factory=dict)
+    #: every CPU's ``sd->sev_vmcbs``; ``sev_vmcbs_cpus`` counts the CPUs that have one
+    sev_vmcbs: SevVmcbs | None = None
+    sev_vmcbs_cpus: int = 0
+    vms: dict[str, Vm] = field(default_factory=dict)
     #: ``kvm_cpu_caps[CPUID_8000_001F_EAX]`` where the behaviour has that word (None before it).
     cpu_caps_8000001f_eax: int | None = None
 

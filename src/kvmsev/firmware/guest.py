@@ -1,0 +1,104 @@
+"""Firmware guest contexts: states, activation, policy bits, and the launch measurement.
+
+Guest states (SEV API §5.2; firmware reference §2): UNINIT 0, LUPDATE 1, LSECRET 2, RUNNING 3,
+SUPDATE 4, RUPDATE 5, SENT 6. Activation is a separate axis: inactive, pending (ACTIVATE done
+before RUNNING: key installed, ASID reserved but invalid in hardware) and active (ASID valid).
+
+Policy bits (SEV API §3): 0 NODBG, 1 NOKS, 2 ES, 3 NOSEND, 4 DOMAIN, 5 SEV, 6-15 reserved,
+16-23 API_MAJOR, 24-31 API_MINOR.
+
+Measurement (firmware reference §5.2): LD = SHA-256 over every LAUNCH_UPDATE_DATA/VMSA
+plaintext in command order; MEASURE = HMAC-SHA256(TIK, 0x04 || API_MAJOR || API_MINOR || BUILD
+|| POLICY (LE32) || LD || MNONCE); the command returns MEASURE || MNONCE (48 bytes).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+POLICY_NODBG = 1 << 0
+POLICY_NOKS = 1 << 1
+POLICY_ES = 1 << 2
+POLICY_NOSEND = 1 << 3
+POLICY_DOMAIN = 1 << 4
+POLICY_SEV = 1 << 5
+POLICY_RESERVED = 0xFFC0
+
+MEASUREMENT_LEN = 48
+SECRET_HEADER_LEN = 52
+MAX_TRANSPORT = 0x5000
+
+
+class GuestState(enum.IntEnum):
+    UNINIT = 0
+    LUPDATE = 1
+    LSECRET = 2
+    RUNNING = 3
+    SUPDATE = 4
+    RUPDATE = 5
+    SENT = 6
+
+
+class Activation(enum.Enum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The outcome of a guest owner's launch session (DH cert + session blob).
+
+    The ECDH/KDF unwrap of a real session blob is not modeled; a session is described by what
+    it carries: the transport keys, and whether its MACs verify.
+    """
+
+    tek: bytes = bytes(16)
+    tik: bytes = bytes(16)
+    valid: bool = True
+
+
+@dataclass(slots=True)
+class GuestContext:
+    handle: int
+    policy: int
+    vek: bytes
+    tek: bytes
+    tik: bytes
+    state: GuestState = GuestState.LUPDATE
+    asid: int = 0
+    activation: Activation = Activation.INACTIVE
+    ld: hashlib._Hash | None = field(default_factory=hashlib.sha256)
+    digest: bytes | None = None
+    measure: bytes | None = None
+
+    @property
+    def es(self) -> bool:
+        return bool(self.policy & POLICY_ES)
+
+
+def measure(tik: bytes, api: tuple[int, int, int], policy: int, digest: bytes, mnonce: bytes) -> bytes:
+    """HMAC-SHA256 of the measurement context (firmware reference §5.2)."""
+    major, minor, build = api
+    message = bytes([0x04, major, minor, build]) + policy.to_bytes(4, "little") + digest + mnonce
+    return hmac.new(tik, message, hashlib.sha256).digest()
+
+
+def secret_header_mac(
+    tik: bytes, flags: int, iv: bytes, guest_len: int, trans: bytes, measurement: bytes
+) -> bytes:
+    """LAUNCH_SECRET header MAC: HMAC(TIK, 0x01 || FLAGS || IV || LE32 guest_len || LE32 trans_len
+    || ciphertext || MEASURE) (firmware reference §5.3)."""
+    message = (
+        b"\x01"
+        + flags.to_bytes(4, "little")
+        + iv
+        + guest_len.to_bytes(4, "little")
+        + len(trans).to_bytes(4, "little")
+        + trans
+        + measurement
+    )
+    return hmac.new(tik, message, hashlib.sha256).digest()

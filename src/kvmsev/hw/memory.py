@@ -1,0 +1,43 @@
+"""Host physical memory: 4 KiB frames holding bytes, read and written by physical address.
+
+Frames are created on first touch (zero-filled). The memory controller's encryption is applied
+by whoever writes through a guest key (the firmware model); this layer only stores bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+#: Linux x86_64 direct map base: kernel virtual address of physical address 0.
+PAGE_OFFSET = 0xFFFF_8880_0000_0000
+
+
+@dataclass(slots=True)
+class PhysicalMemory:
+    frames: dict[int, bytearray] = field(default_factory=dict)
+
+    def frame(self, pfn: int) -> bytearray:
+        page = self.frames.get(pfn)
+        if page is None:
+            page = self.frames[pfn] = bytearray(PAGE_SIZE)
+        return page
+
+    def read(self, paddr: int, length: int) -> bytes:
+        out = bytearray()
+        while length > 0:
+            pfn, offset = divmod(paddr, PAGE_SIZE)
+            take = min(length, PAGE_SIZE - offset)
+            out += self.frame(pfn)[offset : offset + take]
+            paddr += take
+            length -= take
+        return bytes(out)
+
+    def write(self, paddr: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            pfn, offset = divmod(paddr + pos, PAGE_SIZE)
+            take = min(len(data) - pos, PAGE_SIZE - offset)
+            self.frame(pfn)[offset : offset + take] = data[pos : pos + take]
+            pos += take

@@ -1,0 +1,112 @@
+"""A user process's address space, as far as SEV's page pinning sees it.
+
+``sev_pin_memory()`` pins ``[uaddr, uaddr + len)`` with ``pin_user_pages_fast()``; a page that is
+not mapped stops the pin short ("SEV: Failure locking %lu pages.", -ENOMEM). Each mapping is
+backed by physically contiguous frames (as with huge pages), so a buffer inside one mapping is
+one physically contiguous run -- which decides how many firmware calls LAUNCH_UPDATE_DATA makes
+and whether LAUNCH_SECRET accepts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+
+USER_BASE = 0x7F00_0000_0000
+FIRST_USER_PFN = 0x4000_0000
+
+
+@dataclass(slots=True)
+class Mapping:
+    start: int
+    npages: int
+    first_pfn: int
+
+    @property
+    def end(self) -> int:
+        return self.start + (self.npages << PAGE_SHIFT)
+
+
+@dataclass(slots=True)
+class AddressSpace:
+    memory: PhysicalMemory
+    mappings: list[Mapping] = field(default_factory=list)
+    next_addr: int = USER_BASE
+    next_pfn: int = FIRST_USER_PFN
+
+    def map(self, length: int, at: int | None = None) -> int:
+        """``mmap`` ``length`` bytes (rounded up to pages), at a page-aligned ``at`` if given."""
+        npages = max(1, -(-length // PAGE_SIZE))
+        start = self.next_addr if at is None else at & ~(PAGE_SIZE - 1)
+        self.mappings.append(Mapping(start, npages, self.next_pfn))
+        self.next_pfn += npages + 1  # a gap keeps separate mappings physically discontiguous
+        self.next_addr = max(self.next_addr, start + ((npages + 1) << PAGE_SHIFT))
+        return start
+
+    def translate(self, uaddr: int) -> int | None:
+        """The frame backing ``uaddr``, or None when unmapped."""
+        for m in self.mappings:
+            if m.start <= uaddr < m.end:
+                return m.first_pfn + ((uaddr - m.start) >> PAGE_SHIFT)
+        return None
+
+    def paddr(self, uaddr: int) -> int:
+        pfn = self.translate(uaddr)
+        if pfn is None:
+            raise ValueError(f"unmapped user address {uaddr:#x}")
+        return (pfn << PAGE_SHIFT) | (uaddr & (PAGE_SIZE - 1))
+
+    def ensure(self, uaddr: int, length: int) -> None:
+        """Map whatever of ``[uaddr, uaddr+length)`` is not mapped yet."""
+        page = uaddr & ~(PAGE_SIZE - 1)
+        end = uaddr + max(length, 1)
+        while page < end:
+            if self.translate(page) is None:
+                run = page
+                while run < end and self.translate(run) is None:
+                    run += PAGE_SIZE
+                self.map(run - page, at=page)
+                page = run
+            else:
+                page += PAGE_SIZE
+
+    def write(self, uaddr: int, data: bytes) -> None:
+        self.ensure(uaddr, len(data))
+        pos = 0
+        while pos < len(data):
+            take = min(len(data) - pos, PAGE_SIZE - ((uaddr + pos) & (PAGE_SIZE - 1)))
+            self.memory.write(self.paddr(uaddr + pos), data[pos : pos + take])
+            pos += take
+
+    def read(self, uaddr: int, length: int) -> bytes:
+        out = bytearray()
+        pos = 0
+        while pos < length:
+            take = min(length - pos, PAGE_SIZE - ((uaddr + pos) & (PAGE_SIZE - 1)))
+            pfn = self.translate(uaddr + pos)
+            if pfn is None:
+                out += bytes(take)
+            else:
+                out += self.memory.read((pfn << PAGE_SHIFT) | ((uaddr + pos) & (PAGE_SIZE - 1)), take)
+            pos += take
+        return bytes(out)
+
+    def pin(self, uaddr: int, npages: int) -> list[int]:
+        """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped)."""
+        frames: list[int] = []
+        page = uaddr & ~(PAGE_SIZE - 1)
+        for i in range(npages):
+            pfn = self.translate(page + (i << PAGE_SHIFT))
+            if pfn is None:
+                break
+            frames.append(pfn)
+        return frames
+
+
+def contiguous_run(frames: list[int], start: int) -> int:
+    """``get_num_contig_pages()``: how many frames from ``start`` are physically consecutive."""
+    n = 1
+    while start + n < len(frames) and frames[start + n] == frames[start + n - 1] + 1:
+        n += 1
+    return n

@@ -1,0 +1,93 @@
+"""Per-VM and per-vCPU state that KVM keeps for SEV guests (``struct kvm_sev_info``,
+``struct vcpu_svm``), plus the per-CPU VMCB tracking array.
+
+``SevVmcbs`` stands for every CPU's ``sd->sev_vmcbs`` at once, stored by ASID index so that
+``sev_asid_free()``'s "for every possible CPU, clear entry i" is one operation whatever the CPU
+count. Entries never written read as NULL when the arrays were zeroed (kcalloc, 3b1902b87bf1)
+and as the *unknown* initial content otherwise (kmalloc_array): ``garbage`` supplies it, from a
+seed or from values the scenario fixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kvmsev.kernel.misc_cgroup import MiscCg
+from kvmsev.kernel.usermem import AddressSpace
+
+
+@dataclass(slots=True)
+class SevVmcbs:
+    entries: int
+    zeroed: bool
+    garbage: Callable[[int, int], int]
+    columns: dict[int, dict[int, int]] = field(default_factory=dict)
+    nulled: set[int] = field(default_factory=set)
+
+    def get(self, cpu: int, index: int) -> int:
+        column = self.columns.get(index)
+        if column is not None:
+            value = column.get(cpu)
+            if value is not None:
+                return value
+        if self.zeroed or index in self.nulled:
+            return 0
+        return self.garbage(cpu, index)
+
+    def set(self, cpu: int, index: int, value: int) -> None:
+        column = self.columns.get(index)
+        if column is None:
+            column = self.columns[index] = {}
+        column[cpu] = value
+
+    def clear_all_cpus(self, index: int) -> None:
+        """``for_each_possible_cpu(cpu) sd->sev_vmcbs[index] = NULL``."""
+        self.columns.pop(index, None)
+        self.nulled.add(index)
+
+    def written(self) -> dict[int, dict[int, int]]:
+        """cpu -> {index: value} for every entry KVM has written (non-NULL only)."""
+        out: dict[int, dict[int, int]] = {}
+        for index, column in sorted(self.columns.items()):
+            for cpu, value in column.items():
+                if value:
+                    out.setdefault(cpu, {})[index] = value
+        return out
+
+
+@dataclass(slots=True)
+class EncRegion:
+    uaddr: int
+    size: int
+    npages: int
+
+
+@dataclass(slots=True)
+class Vcpu:
+    index: int
+    serial: int
+    vmcb_pfn: int
+    vmcb: int
+    vmsa_pfn: int | None
+    last_vmentry_cpu: int
+    guest_state_protected: bool = False
+
+
+@dataclass(slots=True)
+class Vm:
+    """One KVM VM: ``struct kvm`` with its ``kvm_sev_info`` and the owning process's memory."""
+
+    name: str
+    memory: AddressSpace
+    cgroup: MiscCg
+    active: bool = False
+    es_active: bool = False
+    asid: int = 0
+    handle: int = 0
+    fd: int = 0
+    misc_cg: MiscCg | None = None
+    pages_locked: int = 0
+    regions: list[EncRegion] = field(default_factory=list)
+    vcpus: list[Vcpu] = field(default_factory=list)
+    created_vcpus: int = 0
