@@ -71,7 +71,8 @@ class MiscCgroup:
                 if resource not in node.failed:
                     node.failed.add(resource)
                     lines.append(
-                        f"cgroup: charge rejected by the misc controller for {resource} resource in {node.path}"
+                        "cgroup: charge rejected by the misc controller for "
+                        f"{resource} resource in {node.path}"
                     )
                 for c in charged:
                     c.usage[resource] -= amount
