@@ -38,6 +38,14 @@ class HostConfig:
     bios: tuple[str, ...] = ()
     cpus: int | None = None
     fail_alloc: tuple[str, ...] = ()
+    #: seed for everything the model leaves to chance (firmware keys and nonces, the initial
+    #: content of uninitialised memory)
+    seed: int = 0
+    #: (cpu, index, value): fixed initial content of uninitialised ``sev_vmcbs`` entries
+    sev_vmcbs_garbage: tuple[tuple[int, int, int], ...] = ()
+    #: the VMM process's RLIMIT_MEMLOCK in bytes (64 KiB, the default before 5.16) and CAP_IPC_LOCK
+    memlock_limit: int = 64 * 1024
+    cap_ipc_lock: bool = False
 
 
 @dataclass(frozen=True, slots=True)

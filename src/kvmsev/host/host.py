@@ -8,6 +8,7 @@ firmware state (the PSP, WBINVD flags) survive an unload and reload; module memo
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
@@ -20,7 +21,7 @@ from kvmsev.kernel.cpufeatures import BootCpuFeatures, detect
 from kvmsev.kernel.misc_cgroup import MiscCgroup
 from kvmsev.kvm import svm
 from kvmsev.kvm.cpuid import supported_8000001f
-from kvmsev.kvm.env import KernelEnv
+from kvmsev.kvm.env import Garbage, KernelEnv
 from kvmsev.kvm.oops import KernelOops
 from kvmsev.kvm.state import KvmAmd
 
@@ -75,6 +76,7 @@ class Host:
             max_asid=platform.leaf.ecx,
             min_sev_asid=platform.leaf.edx,
             api=(0, 24, 0) if api is None else (api.major, api.minor, api.build),
+            rng=random.Random(resolved.source.seed),
         )
         cgroup_misc = (
             resolved.behaviour.misc_cgroup
@@ -91,7 +93,13 @@ class Host:
             misc=MiscCgroup(enabled=cgroup_misc),
             nr_cpus=resolved.nr_cpus,
             online=all_threads,
+            garbage=Garbage(
+                resolved.source.seed, {(c, i): v for c, i, v in resolved.source.sev_vmcbs_garbage}
+            ),
+            memlock_limit=resolved.source.memlock_limit,
+            cap_ipc_lock=resolved.source.cap_ipc_lock,
         )
+        env.bounce_paddr = env.pages.alloc() << 12
         boot_fw = tuple(ccp.sev_pci_init(psp, env.ccp, lambda: psp.wbinvd(env.online)))
         return cls(resolved, env, features, boot_fw)
 

@@ -48,8 +48,9 @@ class RunResult:
     stale_from: int | None = None
 
     @property
-    def exit_reason(self) -> str:
-        return "KVM_EXIT_HLT" if self.entered else "KVM_EXIT_FAIL_ENTRY"
+    def exit_reason(self) -> str | None:
+        """KVM_RUN's exit reason when VMRUN itself failed; guest execution is not modeled."""
+        return None if self.entered else "KVM_EXIT_FAIL_ENTRY"
 
 
 def vm_create(kvm: KvmAmd, name: str, memory: AddressSpace, cgroup: MiscCg) -> Vm:

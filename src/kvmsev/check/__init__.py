@@ -1,0 +1,1 @@
+"""Observing the model: invariants, and (later) the explorer and counterexamples."""

@@ -1,0 +1,184 @@
+"""SEV isolation and correctness invariants, written once as named predicates over a host.
+
+Each predicate returns the list of ways the property is broken right now (empty: it holds).
+Scenario runs check all of them after every step; the unit tests and the explorer use the
+same functions. Each has a one-line statement and the source the property comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kvmsev.firmware.guest import Activation
+from kvmsev.host.host import Host
+from kvmsev.hw import cpuid
+from kvmsev.kvm.cpuid import supported_8000001f
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    name: str
+    statement: str
+    source: str
+    check: Callable[[Host], list[str]]
+
+
+def _live_asids(host: Host) -> dict[int, list[str]]:
+    owners: dict[int, list[str]] = {}
+    if host.kvm is not None:
+        for vm in host.kvm.vms.values():
+            if vm.active:
+                owners.setdefault(vm.asid, []).append(vm.name)
+    return owners
+
+
+def asid_single_owner(host: Host) -> list[str]:
+    out = [f"ASID {a} held by VMs {', '.join(names)}" for a, names in _live_asids(host).items() if len(names) > 1]
+    fw: dict[int, list[int]] = {}
+    for guest in host.env.psp.guests.values():
+        if guest.activation is not Activation.INACTIVE:
+            fw.setdefault(guest.asid, []).append(guest.handle)
+    out += [f"ASID {a} bound to firmware handles {handles}" for a, handles in fw.items() if len(handles) > 1]
+    return out
+
+
+def no_reuse_before_flush(host: Host) -> list[str]:
+    """A live VM's ASID must not be one KVM still holds for reclaim (freed, not yet flushed)."""
+    kvm = host.kvm
+    if kvm is None or kvm.sev_reclaim_asid_bitmap is None:
+        return []
+    return [
+        f"VM {', '.join(names)} holds ASID {a}, which awaits WBINVD + DF_FLUSH"
+        for a, names in _live_asids(host).items()
+        if kvm.sev_reclaim_asid_bitmap >> (a - 1) & 1
+    ]
+
+
+def asid_ranges(host: Host) -> list[str]:
+    kvm = host.kvm
+    if kvm is None:
+        return []
+    out = []
+    for vm in kvm.vms.values():
+        if not vm.active:
+            continue
+        if vm.es_active and not 1 <= vm.asid < kvm.min_sev_asid:
+            out.append(f"SEV-ES VM {vm.name} holds ASID {vm.asid}, outside 1..{kvm.min_sev_asid - 1}")
+        if not vm.es_active and not kvm.min_sev_asid <= vm.asid <= kvm.max_sev_asid:
+            out.append(f"SEV VM {vm.name} holds ASID {vm.asid}, outside {kvm.min_sev_asid}..{kvm.max_sev_asid}")
+    return out
+
+
+def asid_accounting(host: Host) -> list[str]:
+    """Every ASID is exactly one of free / in use / awaiting reclaim, and the firmware agrees."""
+    kvm = host.kvm
+    if kvm is None or kvm.sev_asid_bitmap is None:
+        return []
+    out = []
+    reclaim = kvm.sev_reclaim_asid_bitmap or 0
+    if reclaim & ~kvm.sev_asid_bitmap:
+        out.append("an ASID awaits reclaim without being marked allocated")
+    in_use = kvm.sev_asid_bitmap & ~reclaim
+    live = _live_asids(host)
+    expected = 0
+    for asid in live:
+        expected |= 1 << (asid - 1)
+    if in_use != expected:
+        extra = [p + 1 for p in range(in_use.bit_length()) if (in_use & ~expected) >> p & 1]
+        missing = [p + 1 for p in range(expected.bit_length()) if (expected & ~in_use) >> p & 1]
+        out.append(f"KVM bitmap disagrees with live VMs: allocated without VM {extra}, VM without bit {missing}")
+    psp = host.env.psp
+    for asid in range(1, (psp.asid_allocated | psp.asid_in_use).bit_length()):
+        if (psp.asid_allocated | psp.asid_in_use) >> asid & 1 and asid not in live:
+            out.append(f"firmware has ASID {asid} bound but no live VM holds it")
+    return out
+
+
+def tlb_isolation(host: Host) -> list[str]:
+    """No VMRUN kept TLB entries another vCPU (or guest) made under the same ASID."""
+    return [
+        f"CPU {cpu} entered ASID {asid} for vCPU #{new} without a flush over entries of vCPU #{old}"
+        for cpu, asid, old, new in host.env.breaches
+    ]
+
+
+def misc_usage(host: Host) -> list[str]:
+    misc = host.env.misc
+    if not misc.enabled or host.kvm is None or not host.env.behaviour.misc_cgroup:
+        return []
+    out = []
+    for resource in ("sev", "sev_es"):
+        charged = sum(
+            1 for vm in host.kvm.vms.values() if vm.misc_cg is not None and vm.es_active == (resource == "sev_es")
+        )
+        if misc.root.usage[resource] != charged:
+            out.append(f"misc {resource} usage {misc.root.usage[resource]} but {charged} VMs charged")
+    return out
+
+
+def cpuid_only_supported(host: Host) -> list[str]:
+    """KVM_GET_SUPPORTED_CPUID advertises SEV / SEV-ES only when KVM supports them."""
+    kvm = host.kvm
+    if kvm is None:
+        return []
+    leaf = supported_8000001f(host.env, kvm)
+    out = []
+    if leaf.eax & cpuid.SEV and not kvm.sev_enabled:
+        out.append("CPUID 0x8000001F advertises SEV while KVM has SEV off")
+    if leaf.eax & cpuid.SEV_ES and not kvm.sev_es_enabled:
+        out.append("CPUID 0x8000001F advertises SEV-ES while KVM has SEV-ES off")
+    extra = leaf.eax & (cpuid.SME | cpuid.VM_PAGE_FLUSH | cpuid.SEV_SNP)
+    if extra:
+        out.append(f"CPUID 0x8000001F advertises host-only bits {extra:#x}")
+    return out
+
+
+def sev_preconditions(host: Host) -> list[str]:
+    """SEV enabled implies NPT, ASIDs and SEV firmware."""
+    kvm = host.kvm
+    if kvm is None or not kvm.sev_enabled:
+        return []
+    out = []
+    if not kvm.npt_enabled:
+        out.append("SEV enabled without NPT")
+    if not kvm.max_sev_asid:
+        out.append("SEV enabled without ASIDs")
+    if not host.env.psp.present:
+        out.append("SEV enabled without SEV firmware")
+    return out
+
+
+INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("asid_single_owner", "An ASID is bound to at most one guest (VM and firmware context).",
+              "firmware ACTIVATE ASID_OWNED; sev.c sev_asid_new", asid_single_owner),
+    Invariant("no_reuse_before_flush",
+              "A freed ASID is not bound again before WBINVD on all CPUs and a successful DF_FLUSH.",
+              "sev.c __sev_recycle_asids; firmware DEACTIVATE/DF_FLUSH", no_reuse_before_flush),
+    Invariant("asid_ranges", "SEV-ES guests hold ASIDs below min_sev_asid, SEV guests min_sev_asid..max_sev_asid.",
+              "CPUID 0x8000001F EDX; sev.c sev_asid_new", asid_ranges),
+    Invariant("asid_accounting",
+              "Every ASID is exactly one of free / in use / awaiting reclaim, in agreement with the firmware.",
+              "sev.c sev_asid_bitmap and sev_reclaim_asid_bitmap", asid_accounting),
+    Invariant("tlb_isolation",
+              "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
+              "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48", tlb_isolation),
+    Invariant("misc_usage", "misc cgroup usage equals the SEV / SEV-ES VMs charged.",
+              "7aef27f0b2a8; kernel/cgroup/misc.c", misc_usage),
+    Invariant("cpuid_only_supported", "KVM never advertises a CPUID 0x8000001F bit it does not support.",
+              "d9db0fd6c5c9", cpuid_only_supported),
+    Invariant("sev_preconditions", "SEV enabled implies NPT, SEV ASIDs and SEV firmware.",
+              "fa13680f5668; sev_hardware_setup", sev_preconditions),
+)
+
+BY_NAME: dict[str, Invariant] = {i.name: i for i in INVARIANTS}
+
+
+def violations(host: Host) -> dict[str, list[str]]:
+    """Every broken invariant with its details."""
+    out: dict[str, list[str]] = {}
+    for inv in INVARIANTS:
+        details = inv.check(host)
+        if details:
+            out[inv.name] = details
+    return out

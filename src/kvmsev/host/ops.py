@@ -1,0 +1,249 @@
+"""Entry points a user of the real system has, on a booted :class:`~kvmsev.host.host.Host`.
+
+Each returns an :class:`Outcome`: what the syscall returned (``ret``: 0 or -errno), the
+firmware status KVM copied back in ``kvm_sev_cmd.error`` (0 when none), and what the call
+produced. Everything a real userspace could pass is answered here the way the kernel answers
+it; only requests that name things which do not exist in the scenario (a VM, a vCPU, a CPU)
+are refused by the scenario runner before they get here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmsev.errors import Errno
+from kvmsev.firmware.guest import GuestState, Session, secret_header_mac
+from kvmsev.firmware import aes
+from kvmsev.host.host import Host
+from kvmsev.kernel.misc_cgroup import MAX
+from kvmsev.kernel.usermem import AddressSpace
+from kvmsev.kvm import ioctl, vcpu as vcpu_mod
+from kvmsev.kvm.guest import Vm
+from kvmsev.kvm.ioctl import DEV_SEV_FD, Cmd, SevCmd
+
+_ENOENT = -int(Errno.ENOENT)
+
+
+@dataclass(slots=True)
+class Outcome:
+    ret: int = 0
+    error: int = 0
+    result: dict[str, object] = field(default_factory=dict)
+
+
+def _vm(host: Host, name: str) -> Vm | None:
+    return None if host.kvm is None else host.kvm.vms.get(name)
+
+
+def default_sev_fd(host: Host) -> int:
+    """The fd userspace would pass: its /dev/sev fd when the device exists, else -1."""
+    return DEV_SEV_FD if host.env.psp.present else -1
+
+
+def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
+    """KVM_CREATE_VM from a process in misc cgroup ``cgroup``; without kvm_amd there is no
+    /dev/kvm (-ENOENT)."""
+    if host.kvm is None:
+        return Outcome(_ENOENT)
+    space = AddressSpace(host.env.psp.memory)
+    vcpu_mod.vm_create(host.kvm, name, space, host.env.misc.groups[cgroup])
+    return Outcome()
+
+
+def sev_cmd(host: Host, vm_name: str, cmd_id: int, params: dict[str, object], sev_fd: int | None = None) -> Outcome:
+    """KVM_MEMORY_ENCRYPT_OP with ``struct kvm_sev_cmd {id, data, error, sev_fd}``."""
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    cmd = Cmd(cmd_id, dict(params), default_sev_fd(host) if sev_fd is None else sev_fd)
+    result = ioctl.mem_enc_op(host.env, host.kvm, vm, cmd)
+    out: dict[str, object] = {}
+    if cmd_id in (SevCmd.INIT, SevCmd.ES_INIT) and result.ret == 0:
+        out["asid"] = vm.asid
+    elif cmd_id == SevCmd.LAUNCH_START and result.ret == 0:
+        out["handle"] = vm.handle
+    elif cmd_id == SevCmd.LAUNCH_MEASURE:
+        out["len"] = cmd.params.get("len")
+        if "measurement" in cmd.params:
+            out["measurement"] = cmd.params["measurement"]
+    elif cmd_id == SevCmd.GUEST_STATUS and result.ret == 0:
+        state = cmd.params["state"]
+        assert isinstance(state, int)
+        out = {"policy": cmd.params["policy"], "state": state, "state_name": GuestState(state).name,
+               "handle": cmd.params["handle"]}
+    return Outcome(result.ret, result.error, out)
+
+
+def write_user(host: Host, vm_name: str, uaddr: int | None, data: bytes) -> int:
+    """Put ``data`` into the VM process's memory (mapping it when needed); returns the address."""
+    vm = _vm(host, vm_name)
+    assert vm is not None
+    if uaddr is None:
+        uaddr = vm.memory.map(max(len(data), 1))
+    vm.memory.write(uaddr, data)
+    return uaddr
+
+
+def read_user(host: Host, vm_name: str, uaddr: int, length: int) -> bytes:
+    vm = _vm(host, vm_name)
+    assert vm is not None
+    return vm.memory.read(uaddr, length)
+
+
+def launch_update_data(host: Host, vm_name: str, data: bytes | None, uaddr: int | None, length: int | None) -> Outcome:
+    """Write ``data`` (if given) to user memory, then LAUNCH_UPDATE_DATA over it."""
+    if _vm(host, vm_name) is None:
+        return Outcome(_ENOENT)
+    if data is not None:
+        uaddr = write_user(host, vm_name, uaddr, data)
+        length = len(data) if length is None else length
+    outcome = sev_cmd(host, vm_name, SevCmd.LAUNCH_UPDATE_DATA, {"uaddr": uaddr or 0, "len": length or 0})
+    outcome.result = {"uaddr": uaddr, "len": length}
+    return outcome
+
+
+def launch_start(host: Host, vm_name: str, policy: int, handle: int, session: Session | None,
+                 sev_fd: int | None) -> Outcome:
+    """LAUNCH_START; a session is passed as DH cert + session blobs of the real sizes."""
+    params: dict[str, object] = {"policy": policy, "handle": handle}
+    if session is not None and _vm(host, vm_name) is not None:
+        params.update(
+            dh_uaddr=write_user(host, vm_name, None, bytes(0x824)), dh_len=0x824,
+            session_uaddr=write_user(host, vm_name, None, bytes(128)), session_len=128,
+            session=session,
+        )
+    return sev_cmd(host, vm_name, SevCmd.LAUNCH_START, params, sev_fd)
+
+
+def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:
+    vm = _vm(host, vm_name)
+    uaddr = vm.memory.map(max(length, 1)) if vm is not None and length else 0
+    return sev_cmd(host, vm_name, SevCmd.LAUNCH_MEASURE, {"uaddr": uaddr, "len": length})
+
+
+def launch_secret(host: Host, vm_name: str, secret: bytes, iv: bytes, flags: int, mac: bytes | None,
+                  guest_uaddr: int | None, tek: bytes, tik: bytes) -> Outcome:
+    """Build the secret packet as a guest owner would (AES-128-CTR under the TEK, header MAC
+    with the TIK over the launch measurement) and issue LAUNCH_SECRET.
+
+    ``mac`` overrides the computed MAC (to model a tampered packet).
+    """
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    guest = host.env.psp.guests.get(vm.handle)
+    measurement = guest.measure[:32] if guest is not None and guest.measure is not None else bytes(32)
+    trans = aes.ctr(tek, iv, secret)
+    header_mac = mac if mac is not None else secret_header_mac(tik, flags, iv, len(secret), trans, measurement)
+    header = flags.to_bytes(4, "little") + iv + header_mac
+    if guest_uaddr is None:
+        guest_uaddr = vm.memory.map(max(len(secret), 1))
+    params = {
+        "guest_uaddr": guest_uaddr, "guest_len": len(secret),
+        "trans_uaddr": write_user(host, vm_name, None, trans), "trans_len": len(trans),
+        "hdr_uaddr": write_user(host, vm_name, None, header), "hdr_len": len(header),
+    }
+    outcome = sev_cmd(host, vm_name, SevCmd.LAUNCH_SECRET, params)
+    outcome.result = {"guest_uaddr": guest_uaddr}
+    return outcome
+
+
+def dbg_decrypt(host: Host, vm_name: str, src: int, length: int, dst: int | None) -> Outcome:
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    if dst is None:
+        dst = vm.memory.map(max(length, 1))
+    outcome = sev_cmd(host, vm_name, SevCmd.DBG_DECRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": length})
+    if outcome.ret == 0:
+        outcome.result = {"data": vm.memory.read(dst, length).hex(), "dst_uaddr": dst}
+    return outcome
+
+
+def dbg_encrypt(host: Host, vm_name: str, data: bytes, dst: int) -> Outcome:
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    src = write_user(host, vm_name, None, data)
+    return sev_cmd(host, vm_name, SevCmd.DBG_ENCRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": len(data)})
+
+
+def reg_region(host: Host, vm_name: str, uaddr: int, size: int, unregister: bool = False) -> Outcome:
+    """KVM_MEMORY_ENCRYPT_{REG,UNREG}_REGION (KVM's SEV off: the ioctl is -ENOTTY as well)."""
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    if unregister:
+        return Outcome(ioctl.unregister_region(host.env, vm, uaddr, size))
+    return Outcome(ioctl.register_region(host.env, vm, uaddr, size))
+
+
+def vcpu_create(host: Host, vm_name: str, vmsa: bytes | None = None) -> Outcome:
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    vcpu = vcpu_mod.vcpu_create(host.env, vm)
+    if vcpu.vmsa_pfn is not None and vmsa is not None:
+        host.env.psp.memory.write(vcpu.vmsa_pfn << 12, vmsa[:4096].ljust(4096, b"\0"))
+    return Outcome(0, 0, {"vcpu": vcpu.index, "vmcb": f"{vcpu.vmcb:#x}"})
+
+
+def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    run = vcpu_mod.vcpu_run(host.env, host.kvm, vm, vm.vcpus[index], cpu)
+    result: dict[str, object] = {"entered": run.entered, "exit_reason": run.exit_reason, "tlb_flush": run.tlb_flush}
+    if run.stale_from is not None:
+        result["stale_tlb_owner"] = run.stale_from
+    return Outcome(0, 0, result)
+
+
+def vm_destroy(host: Host, vm_name: str) -> Outcome:
+    vm = _vm(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    vcpu_mod.vm_destroy(host.env, host.kvm, vm)
+    return Outcome()
+
+
+def cpu_offline(host: Host, cpu: int) -> Outcome:
+    vcpu_mod.cpu_offline(host.env, cpu)
+    return Outcome()
+
+
+def cpu_online(host: Host, cpu: int) -> Outcome:
+    vcpu_mod.cpu_online(host.env, cpu)
+    return Outcome()
+
+
+def cgroup_create(host: Host, path: str) -> Outcome:
+    host.env.misc.create(path)
+    return Outcome()
+
+
+def cgroup_set_max(host: Host, path: str, resource: str, value: int | None) -> Outcome:
+    """Write ``misc.max``; None means "max". Without the controller the file does not exist."""
+    if not host.env.misc.enabled:
+        return Outcome(_ENOENT)
+    host.env.misc.groups[path].max[resource] = MAX if value is None else value
+    return Outcome()
+
+
+def module_unload(host: Host) -> Outcome:
+    """``rmmod kvm_amd``: -EBUSY while VMs exist; -ENOENT when not loaded."""
+    if host.kvm is None:
+        return Outcome(_ENOENT)
+    if host.kvm.vms:
+        return Outcome(-int(Errno.EBUSY))
+    result = host.unload_kvm_amd()
+    return Outcome(0, 0, {"flushed": result.flushed, "leaked_bytes": result.leaked_bytes})
+
+
+def module_load(host: Host) -> Outcome:
+    """``modprobe kvm_amd``: nothing to do when loaded (modprobe succeeds silently)."""
+    if host.kvm is not None:
+        return Outcome()
+    load = host.load_kvm_amd()
+    return Outcome(0 if load.loaded else -int(load.error or Errno.EINVAL), 0,
+                   {"sev_enabled": host.kvm.sev_enabled if host.kvm else False})

@@ -1,0 +1,247 @@
+"""Run a scenario: boot its host, load ``kvm_amd``, execute the steps, check the invariants.
+
+Each step reports ``op``, ``ret`` (0 or -errno), ``errno`` (name or null), ``fw_error``
+(``{"code", "name"}`` or null: the firmware status KVM copied back), ``result`` and the
+``events`` it caused in order (firmware commands, WBINVDs, TLB flushes, kernel log lines). After
+every step all invariants are evaluated; a violation is reported at the step where it appears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvmsev.check.invariants import BY_NAME, violations
+from kvmsev.errors import Errno, InputError
+from kvmsev.firmware.guest import Session
+from kvmsev.firmware.status import Status
+from kvmsev.host import ops
+from kvmsev.host.host import Host
+from kvmsev.host.report import boot_dict, kvm_view
+from kvmsev.kernel.misc_cgroup import RESOURCES
+from kvmsev.kvm.ioctl import SevCmd
+from kvmsev.scenario.schema import Scenario, Step
+
+SCHEMA = "kvmsev.run/1"
+
+_SIMPLE_CMDS = {
+    "sev_init": SevCmd.INIT,
+    "sev_es_init": SevCmd.ES_INIT,
+    "launch_update_vmsa": SevCmd.LAUNCH_UPDATE_VMSA,
+    "launch_finish": SevCmd.LAUNCH_FINISH,
+    "guest_status": SevCmd.GUEST_STATUS,
+}
+
+
+def _check_refs(host: Host, step: Step) -> None:
+    """Names and numbers the scenario uses must exist; otherwise it is the scenario's error."""
+    where = f"steps[{step.index}]"
+    a = step.args
+    vms = host.kvm.vms if host.kvm is not None else {}
+    if step.op == "vm_create":
+        if a["vm"] in vms:
+            raise InputError(f"{where}.vm", f"VM {a['vm']!r} already exists")
+        if a.get("cgroup", "/") not in host.env.misc.groups:
+            raise InputError(f"{where}.cgroup", f"no cgroup {a.get('cgroup')!r} (create it with cgroup_create)")
+    elif "vm" in a and host.kvm is not None and a["vm"] not in vms:
+        raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {', '.join(vms) or 'none'})")
+    if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
+        raise InputError(f"{where}.cpu", f"CPU {a['cpu']} does not exist (host has {host.env.nr_cpus})")
+    if step.op == "vcpu_run":
+        vm = vms.get(a["vm"])
+        if vm is not None and not 0 <= a["vcpu"] < len(vm.vcpus):
+            raise InputError(f"{where}.vcpu", f"VM {a['vm']!r} has {len(vm.vcpus)} vCPUs")
+        if not host.env.online >> a["cpu"] & 1:
+            raise InputError(f"{where}.cpu", f"CPU {a['cpu']} is offline; nothing can run there")
+    if step.op == "cgroup_create":
+        path = a["cgroup"]
+        if not path.startswith("/") or path == "/" or path in host.env.misc.groups:
+            raise InputError(f"{where}.cgroup", f"{path!r} must be a new absolute path like /tenant")
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent not in host.env.misc.groups:
+            raise InputError(f"{where}.cgroup", f"parent {parent!r} does not exist")
+    if step.op == "cgroup_set_max":
+        if a["cgroup"] not in host.env.misc.groups or a["cgroup"] == "/":
+            raise InputError(f"{where}.cgroup", f"no non-root cgroup {a['cgroup']!r}")
+        if a["resource"] not in RESOURCES:
+            raise InputError(f"{where}.resource", f"must be one of {', '.join(RESOURCES)}")
+
+
+def _execute(host: Host, step: Step) -> ops.Outcome:
+    a = step.args
+    op = step.op
+    if op in _SIMPLE_CMDS:
+        return ops.sev_cmd(host, a["vm"], _SIMPLE_CMDS[op], {})
+    if op == "vm_create":
+        return ops.vm_create(host, a["vm"], a.get("cgroup", "/"))
+    if op == "launch_start":
+        s = a.get("session")
+        session = None if s is None else Session(s["tek"], s["tik"], s["valid"])
+        return ops.launch_start(host, a["vm"], a.get("policy", 0), a.get("handle", 0), session, a.get("sev_fd"))
+    if op == "launch_update_data":
+        return ops.launch_update_data(host, a["vm"], a.get("data"), a.get("uaddr"), a.get("len"))
+    if op == "launch_secret":
+        return ops.launch_secret(
+            host, a["vm"], a["secret"], a.get("iv", bytes(16)), a.get("flags", 0), a.get("mac"),
+            a.get("guest_uaddr"), a.get("tek", bytes(16)), a.get("tik", bytes(16)),
+        )
+    if op == "launch_measure":
+        return ops.launch_measure(host, a["vm"], a.get("len", 48))
+    if op == "dbg_decrypt":
+        return ops.dbg_decrypt(host, a["vm"], a["src_uaddr"], a["len"], a.get("dst_uaddr"))
+    if op == "dbg_encrypt":
+        return ops.dbg_encrypt(host, a["vm"], a["data"], a["dst_uaddr"])
+    if op in ("reg_region", "unreg_region"):
+        return ops.reg_region(host, a["vm"], a["uaddr"], a["size"], unregister=op == "unreg_region")
+    if op == "mem_write":
+        if host.kvm is None:
+            return ops.Outcome(-int(Errno.ENOENT))
+        uaddr = ops.write_user(host, a["vm"], a.get("uaddr"), a["data"])
+        return ops.Outcome(0, 0, {"uaddr": uaddr})
+    if op == "mem_enc_op":
+        return ops.sev_cmd(host, a["vm"], a["id"], {})
+    if op == "vcpu_create":
+        return ops.vcpu_create(host, a["vm"], a.get("vmsa"))
+    if op == "vcpu_run":
+        return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
+    if op == "vm_destroy":
+        return ops.vm_destroy(host, a["vm"])
+    if op == "cpu_offline":
+        return ops.cpu_offline(host, a["cpu"])
+    if op == "cpu_online":
+        return ops.cpu_online(host, a["cpu"])
+    if op == "cgroup_create":
+        return ops.cgroup_create(host, a["cgroup"])
+    if op == "cgroup_set_max":
+        return ops.cgroup_set_max(host, a["cgroup"], a["resource"], a["max"])
+    if op == "module_unload":
+        return ops.module_unload(host)
+    if op == "module_load":
+        return ops.module_load(host)
+    raise AssertionError(op)
+
+
+def _errno_name(ret: int) -> str | None:
+    if ret >= 0:
+        return None
+    try:
+        return Errno(-ret).name
+    except ValueError:
+        return str(ret)
+
+
+def _fw_error(code: int) -> dict[str, object] | None:
+    if not code:
+        return None
+    try:
+        name = Status(code).name
+    except ValueError:
+        name = f"{code:#x}"
+    return {"code": code, "name": name}
+
+
+def asid_list(bitmap: int | None) -> list[int] | None:
+    """ASIDs of a 0-based bitmap (position p is ASID p + 1)."""
+    if bitmap is None:
+        return None
+    return [p + 1 for p in range(bitmap.bit_length()) if bitmap >> p & 1]
+
+
+def final_state(host: Host) -> dict[str, Any]:
+    kvm = host.kvm
+    psp = host.env.psp
+    state: dict[str, Any] = {"kvm_amd_loaded": kvm is not None}
+    if kvm is not None:
+        vmcbs = kvm.sev_vmcbs
+        state["kvm"] = {
+            "sev_enabled": kvm.sev_enabled,
+            "sev_es_enabled": kvm.sev_es_enabled,
+            "min_sev_asid": kvm.min_sev_asid,
+            "max_sev_asid": kvm.max_sev_asid,
+            "sev_asid_bitmap": asid_list(kvm.sev_asid_bitmap),
+            "sev_reclaim_asid_bitmap": asid_list(kvm.sev_reclaim_asid_bitmap),
+            "sev_vmcbs": None
+            if vmcbs is None
+            else {
+                str(cpu): {str(i): f"{v:#x}" for i, v in entries.items()}
+                for cpu, entries in sorted(vmcbs.written().items())
+            },
+            "vms": {
+                vm.name: {
+                    "active": vm.active, "es": vm.es_active, "asid": vm.asid, "handle": vm.handle,
+                    "vcpus": [{"vmcb": f"{v.vmcb:#x}", "last_vmentry_cpu": v.last_vmentry_cpu} for v in vm.vcpus],
+                    "pages_locked": vm.pages_locked, "regions": len(vm.regions),
+                }
+                for vm in kvm.vms.values()
+            },
+        }
+    asids = sorted(
+        {a for a in range(1, max(psp.asid_allocated, psp.asid_in_use, psp.asid_dirty).bit_length())
+         if psp.asid_state(a) != "clean"}
+    )
+    state["firmware"] = {
+        "present": psp.present,
+        "state": psp.state.name,
+        "guests": {
+            str(h): {"state": g.state.name, "asid": g.asid, "policy": g.policy, "activation": g.activation.value}
+            for h, g in sorted(psp.guests.items())
+        },
+        "asids": "all dirty" if psp.asid_all_dirty else {str(a): psp.asid_state(a) for a in asids},
+        "wbinvd_done": [c for c in range(host.env.nr_cpus) if psp.wbinvd_done >> c & 1],
+    }
+    state["cpus_online"] = host.env.online_cpus()
+    misc = host.env.misc
+    if misc.enabled:
+        state["misc_cgroup"] = {
+            path: {"usage": dict(g.usage), "max": {r: ("max" if m >= 2**63 - 1 else m) for r, m in g.max.items()}}
+            for path, g in misc.groups.items()
+        }
+    return state
+
+
+def run(scenario: Scenario) -> dict[str, Any]:
+    """Execute ``scenario``; the result is the ``kvmsev run --json`` document."""
+    host = Host.boot(scenario.host)
+    load = host.load_kvm_amd()
+    boot = boot_dict(host, load, None, kvm_view(host))
+    seen: dict[str, set[str]] = {name: set() for name in BY_NAME}
+    reported: list[dict[str, Any]] = []
+    for name, details in violations(host).items():
+        for detail in details:
+            seen[name].add(detail)
+            reported.append({"invariant": name, "step": None, "detail": detail})
+    steps: list[dict[str, Any]] = []
+    for step in scenario.steps:
+        _check_refs(host, step)
+        mark = host.env.trace.mark()
+        outcome = _execute(host, step)
+        entry: dict[str, Any] = {
+            "step": step.index,
+            "op": step.op,
+            "vm": step.args.get("vm"),
+            "ret": outcome.ret,
+            "errno": _errno_name(outcome.ret),
+            "fw_error": _fw_error(outcome.error),
+            "result": outcome.result or None,
+            "events": host.env.trace.since(mark),
+        }
+        new: list[dict[str, Any]] = []
+        for name, details in violations(host).items():
+            for detail in details:
+                if detail not in seen[name]:
+                    seen[name].add(detail)
+                    new.append({"invariant": name, "step": step.index, "detail": detail})
+        entry["violations"] = new
+        reported += new
+        steps.append(entry)
+    return {
+        "schema": SCHEMA,
+        "scenario": scenario.name,
+        "boot": {k: boot[k] for k in ("kernel", "profile", "cpus", "loaded", "load_error", "sev_enabled",
+                                      "sev_es_enabled", "min_sev_asid", "max_sev_asid", "dmesg")},
+        "steps": steps,
+        "final": final_state(host),
+        "invariants": {
+            "checked": [i for i in BY_NAME],
+            "violations": reported,
+        },
+    }
