@@ -34,7 +34,9 @@ def _live_asids(host: Host) -> dict[int, list[str]]:
 
 
 def asid_single_owner(host: Host) -> list[str]:
-    out = [f"ASID {a} held by VMs {', '.join(names)}" for a, names in _live_asids(host).items() if len(names) > 1]
+    out = [
+        f"ASID {a} held by VMs {', '.join(names)}" for a, names in _live_asids(host).items() if len(names) > 1
+    ]
     fw: dict[int, list[int]] = {}
     for guest in host.env.psp.guests.values():
         if guest.activation is not Activation.INACTIVE:
@@ -66,7 +68,9 @@ def asid_ranges(host: Host) -> list[str]:
         if vm.es_active and not 1 <= vm.asid < kvm.min_sev_asid:
             out.append(f"SEV-ES VM {vm.name} holds ASID {vm.asid}, outside 1..{kvm.min_sev_asid - 1}")
         if not vm.es_active and not kvm.min_sev_asid <= vm.asid <= kvm.max_sev_asid:
-            out.append(f"SEV VM {vm.name} holds ASID {vm.asid}, outside {kvm.min_sev_asid}..{kvm.max_sev_asid}")
+            out.append(
+                f"SEV VM {vm.name} holds ASID {vm.asid}, outside {kvm.min_sev_asid}..{kvm.max_sev_asid}"
+            )
     return out
 
 
@@ -87,7 +91,9 @@ def asid_accounting(host: Host) -> list[str]:
     if in_use != expected:
         extra = [p + 1 for p in range(in_use.bit_length()) if (in_use & ~expected) >> p & 1]
         missing = [p + 1 for p in range(expected.bit_length()) if (expected & ~in_use) >> p & 1]
-        out.append(f"KVM bitmap disagrees with live VMs: allocated without VM {extra}, VM without bit {missing}")
+        out.append(
+            f"KVM bitmap disagrees with live VMs: allocated without VM {extra}, VM without bit {missing}"
+        )
     psp = host.env.psp
     for asid in range(1, (psp.asid_allocated | psp.asid_in_use).bit_length()):
         if (psp.asid_allocated | psp.asid_in_use) >> asid & 1 and asid not in live:
@@ -110,7 +116,9 @@ def misc_usage(host: Host) -> list[str]:
     out = []
     for resource in ("sev", "sev_es"):
         charged = sum(
-            1 for vm in host.kvm.vms.values() if vm.misc_cg is not None and vm.es_active == (resource == "sev_es")
+            1
+            for vm in host.kvm.vms.values()
+            if vm.misc_cg is not None and vm.es_active == (resource == "sev_es")
         )
         if misc.root.usage[resource] != charged:
             out.append(f"misc {resource} usage {misc.root.usage[resource]} but {charged} VMs charged")
@@ -150,25 +158,54 @@ def sev_preconditions(host: Host) -> list[str]:
 
 
 INVARIANTS: tuple[Invariant, ...] = (
-    Invariant("asid_single_owner", "An ASID is bound to at most one guest (VM and firmware context).",
-              "firmware ACTIVATE ASID_OWNED; sev.c sev_asid_new", asid_single_owner),
-    Invariant("no_reuse_before_flush",
-              "A freed ASID is not bound again before WBINVD on all CPUs and a successful DF_FLUSH.",
-              "sev.c __sev_recycle_asids; firmware DEACTIVATE/DF_FLUSH", no_reuse_before_flush),
-    Invariant("asid_ranges", "SEV-ES guests hold ASIDs below min_sev_asid, SEV guests min_sev_asid..max_sev_asid.",
-              "CPUID 0x8000001F EDX; sev.c sev_asid_new", asid_ranges),
-    Invariant("asid_accounting",
-              "Every ASID is exactly one of free / in use / awaiting reclaim, in agreement with the firmware.",
-              "sev.c sev_asid_bitmap and sev_reclaim_asid_bitmap", asid_accounting),
-    Invariant("tlb_isolation",
-              "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
-              "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48", tlb_isolation),
-    Invariant("misc_usage", "misc cgroup usage equals the SEV / SEV-ES VMs charged.",
-              "7aef27f0b2a8; kernel/cgroup/misc.c", misc_usage),
-    Invariant("cpuid_only_supported", "KVM never advertises a CPUID 0x8000001F bit it does not support.",
-              "d9db0fd6c5c9", cpuid_only_supported),
-    Invariant("sev_preconditions", "SEV enabled implies NPT, SEV ASIDs and SEV firmware.",
-              "fa13680f5668; sev_hardware_setup", sev_preconditions),
+    Invariant(
+        "asid_single_owner",
+        "An ASID is bound to at most one guest (VM and firmware context).",
+        "firmware ACTIVATE ASID_OWNED; sev.c sev_asid_new",
+        asid_single_owner,
+    ),
+    Invariant(
+        "no_reuse_before_flush",
+        "A freed ASID is not bound again before WBINVD on all CPUs and a successful DF_FLUSH.",
+        "sev.c __sev_recycle_asids; firmware DEACTIVATE/DF_FLUSH",
+        no_reuse_before_flush,
+    ),
+    Invariant(
+        "asid_ranges",
+        "SEV-ES guests hold ASIDs below min_sev_asid, SEV guests min_sev_asid..max_sev_asid.",
+        "CPUID 0x8000001F EDX; sev.c sev_asid_new",
+        asid_ranges,
+    ),
+    Invariant(
+        "asid_accounting",
+        "Every ASID is exactly one of free / in use / awaiting reclaim, in agreement with the firmware.",
+        "sev.c sev_asid_bitmap and sev_reclaim_asid_bitmap",
+        asid_accounting,
+    ),
+    Invariant(
+        "tlb_isolation",
+        "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
+        "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48",
+        tlb_isolation,
+    ),
+    Invariant(
+        "misc_usage",
+        "misc cgroup usage equals the SEV / SEV-ES VMs charged.",
+        "7aef27f0b2a8; kernel/cgroup/misc.c",
+        misc_usage,
+    ),
+    Invariant(
+        "cpuid_only_supported",
+        "KVM never advertises a CPUID 0x8000001F bit it does not support.",
+        "d9db0fd6c5c9",
+        cpuid_only_supported,
+    ),
+    Invariant(
+        "sev_preconditions",
+        "SEV enabled implies NPT, SEV ASIDs and SEV firmware.",
+        "fa13680f5668; sev_hardware_setup",
+        sev_preconditions,
+    ),
 )
 
 BY_NAME: dict[str, Invariant] = {i.name: i for i in INVARIANTS}

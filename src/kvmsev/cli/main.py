@@ -22,6 +22,9 @@ from kvmsev.host.report import boot_report
 from kvmsev.hw import profiles as profiles_mod
 from kvmsev.hw.cpuid import Cpuid8000001F, parse_register
 from kvmsev.kvm.patches import PATCHES
+from kvmsev.scenario import render as scenario_render
+from kvmsev.scenario import runner as scenario_runner
+from kvmsev.scenario import schema as scenario_schema
 
 EXIT_INPUT = 2
 
@@ -146,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("patches", help="list the 'KVM: SVM: Misc SEV cleanups' patches and their switches")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("run", help="run a scenario file (YAML or JSON) and print its trace")
+    p.add_argument("file", help="scenario file")
+    p.add_argument("--kernel", help="override the scenario's kernel preset")
+    p.add_argument(
+        "--apply", action="append", default=[], metavar="PATCH", help="apply a patch on top (repeatable)"
+    )
+    p.add_argument(
+        "--revert", action="append", default=[], metavar="PATCH", help="revert a patch (repeatable)"
+    )
+    p.add_argument("--seed", type=_positive_int, help="override the scenario's seed")
+    p.add_argument("--json", action="store_true", help="print the JSON report (docs/json.md)")
+
     sub.add_parser("demo", help="v5.12 vs v5.13 side by side on a few real hosts")
     return parser
 
@@ -173,6 +188,11 @@ def run(argv: Sequence[str]) -> int:
     elif args.command == "patches":
         items = [p.as_dict() for p in PATCHES]
         _emit(items, args.json, render.patches(items, style))
+    elif args.command == "run":
+        scenario = scenario_schema.load(args.file)
+        scenario = scenario_schema.override(scenario, args.kernel, args.apply, args.revert, args.seed)
+        report = scenario_runner.run(scenario)
+        _emit(report, args.json, scenario_render.trace(report, style))
     elif args.command == "demo":
         print(demo(style))
     return 0

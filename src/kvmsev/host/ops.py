@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
-from kvmsev.firmware.guest import GuestState, Session, secret_header_mac
 from kvmsev.firmware import aes
+from kvmsev.firmware.guest import GuestState, Session, secret_header_mac
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MAX
 from kvmsev.kernel.usermem import AddressSpace
-from kvmsev.kvm import ioctl, vcpu as vcpu_mod
+from kvmsev.kvm import ioctl
+from kvmsev.kvm import vcpu as vcpu_mod
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.ioctl import DEV_SEV_FD, Cmd, SevCmd
 
@@ -50,7 +51,9 @@ def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
     return Outcome()
 
 
-def sev_cmd(host: Host, vm_name: str, cmd_id: int, params: dict[str, object], sev_fd: int | None = None) -> Outcome:
+def sev_cmd(
+    host: Host, vm_name: str, cmd_id: int, params: Mapping[str, object], sev_fd: int | None = None
+) -> Outcome:
     """KVM_MEMORY_ENCRYPT_OP with ``struct kvm_sev_cmd {id, data, error, sev_fd}``."""
     vm = _vm(host, vm_name)
     if host.kvm is None or vm is None:
@@ -69,8 +72,12 @@ def sev_cmd(host: Host, vm_name: str, cmd_id: int, params: dict[str, object], se
     elif cmd_id == SevCmd.GUEST_STATUS and result.ret == 0:
         state = cmd.params["state"]
         assert isinstance(state, int)
-        out = {"policy": cmd.params["policy"], "state": state, "state_name": GuestState(state).name,
-               "handle": cmd.params["handle"]}
+        out = {
+            "policy": cmd.params["policy"],
+            "state": state,
+            "state_name": GuestState(state).name,
+            "handle": cmd.params["handle"],
+        }
     return Outcome(result.ret, result.error, out)
 
 
@@ -90,7 +97,9 @@ def read_user(host: Host, vm_name: str, uaddr: int, length: int) -> bytes:
     return vm.memory.read(uaddr, length)
 
 
-def launch_update_data(host: Host, vm_name: str, data: bytes | None, uaddr: int | None, length: int | None) -> Outcome:
+def launch_update_data(
+    host: Host, vm_name: str, data: bytes | None, uaddr: int | None, length: int | None
+) -> Outcome:
     """Write ``data`` (if given) to user memory, then LAUNCH_UPDATE_DATA over it."""
     if _vm(host, vm_name) is None:
         return Outcome(_ENOENT)
@@ -102,14 +111,17 @@ def launch_update_data(host: Host, vm_name: str, data: bytes | None, uaddr: int 
     return outcome
 
 
-def launch_start(host: Host, vm_name: str, policy: int, handle: int, session: Session | None,
-                 sev_fd: int | None) -> Outcome:
+def launch_start(
+    host: Host, vm_name: str, policy: int, handle: int, session: Session | None, sev_fd: int | None
+) -> Outcome:
     """LAUNCH_START; a session is passed as DH cert + session blobs of the real sizes."""
     params: dict[str, object] = {"policy": policy, "handle": handle}
     if session is not None and _vm(host, vm_name) is not None:
         params.update(
-            dh_uaddr=write_user(host, vm_name, None, bytes(0x824)), dh_len=0x824,
-            session_uaddr=write_user(host, vm_name, None, bytes(128)), session_len=128,
+            dh_uaddr=write_user(host, vm_name, None, bytes(0x824)),
+            dh_len=0x824,
+            session_uaddr=write_user(host, vm_name, None, bytes(128)),
+            session_len=128,
             session=session,
         )
     return sev_cmd(host, vm_name, SevCmd.LAUNCH_START, params, sev_fd)
@@ -121,8 +133,17 @@ def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:
     return sev_cmd(host, vm_name, SevCmd.LAUNCH_MEASURE, {"uaddr": uaddr, "len": length})
 
 
-def launch_secret(host: Host, vm_name: str, secret: bytes, iv: bytes, flags: int, mac: bytes | None,
-                  guest_uaddr: int | None, tek: bytes, tik: bytes) -> Outcome:
+def launch_secret(
+    host: Host,
+    vm_name: str,
+    secret: bytes,
+    iv: bytes,
+    flags: int,
+    mac: bytes | None,
+    guest_uaddr: int | None,
+    tek: bytes,
+    tik: bytes,
+) -> Outcome:
     """Build the secret packet as a guest owner would (AES-128-CTR under the TEK, header MAC
     with the TIK over the launch measurement) and issue LAUNCH_SECRET.
 
@@ -134,14 +155,19 @@ def launch_secret(host: Host, vm_name: str, secret: bytes, iv: bytes, flags: int
     guest = host.env.psp.guests.get(vm.handle)
     measurement = guest.measure[:32] if guest is not None and guest.measure is not None else bytes(32)
     trans = aes.ctr(tek, iv, secret)
-    header_mac = mac if mac is not None else secret_header_mac(tik, flags, iv, len(secret), trans, measurement)
+    header_mac = (
+        mac if mac is not None else secret_header_mac(tik, flags, iv, len(secret), trans, measurement)
+    )
     header = flags.to_bytes(4, "little") + iv + header_mac
     if guest_uaddr is None:
         guest_uaddr = vm.memory.map(max(len(secret), 1))
     params = {
-        "guest_uaddr": guest_uaddr, "guest_len": len(secret),
-        "trans_uaddr": write_user(host, vm_name, None, trans), "trans_len": len(trans),
-        "hdr_uaddr": write_user(host, vm_name, None, header), "hdr_len": len(header),
+        "guest_uaddr": guest_uaddr,
+        "guest_len": len(secret),
+        "trans_uaddr": write_user(host, vm_name, None, trans),
+        "trans_len": len(trans),
+        "hdr_uaddr": write_user(host, vm_name, None, header),
+        "hdr_len": len(header),
     }
     outcome = sev_cmd(host, vm_name, SevCmd.LAUNCH_SECRET, params)
     outcome.result = {"guest_uaddr": guest_uaddr}
@@ -193,7 +219,11 @@ def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     run = vcpu_mod.vcpu_run(host.env, host.kvm, vm, vm.vcpus[index], cpu)
-    result: dict[str, object] = {"entered": run.entered, "exit_reason": run.exit_reason, "tlb_flush": run.tlb_flush}
+    result: dict[str, object] = {
+        "entered": run.entered,
+        "exit_reason": run.exit_reason,
+        "tlb_flush": run.tlb_flush,
+    }
     if run.stale_from is not None:
         result["stale_tlb_owner"] = run.stale_from
     return Outcome(0, 0, result)
@@ -245,5 +275,8 @@ def module_load(host: Host) -> Outcome:
     if host.kvm is not None:
         return Outcome()
     load = host.load_kvm_amd()
-    return Outcome(0 if load.loaded else -int(load.error or Errno.EINVAL), 0,
-                   {"sev_enabled": host.kvm.sev_enabled if host.kvm else False})
+    return Outcome(
+        0 if load.loaded else -int(load.error or Errno.EINVAL),
+        0,
+        {"sev_enabled": host.kvm.sev_enabled if host.kvm else False},
+    )

@@ -41,7 +41,9 @@ def _check_refs(host: Host, step: Step) -> None:
         if a["vm"] in vms:
             raise InputError(f"{where}.vm", f"VM {a['vm']!r} already exists")
         if a.get("cgroup", "/") not in host.env.misc.groups:
-            raise InputError(f"{where}.cgroup", f"no cgroup {a.get('cgroup')!r} (create it with cgroup_create)")
+            raise InputError(
+                f"{where}.cgroup", f"no cgroup {a.get('cgroup')!r} (create it with cgroup_create)"
+            )
     elif "vm" in a and host.kvm is not None and a["vm"] not in vms:
         raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {', '.join(vms) or 'none'})")
     if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
@@ -76,13 +78,22 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
     if op == "launch_start":
         s = a.get("session")
         session = None if s is None else Session(s["tek"], s["tik"], s["valid"])
-        return ops.launch_start(host, a["vm"], a.get("policy", 0), a.get("handle", 0), session, a.get("sev_fd"))
+        return ops.launch_start(
+            host, a["vm"], a.get("policy", 0), a.get("handle", 0), session, a.get("sev_fd")
+        )
     if op == "launch_update_data":
         return ops.launch_update_data(host, a["vm"], a.get("data"), a.get("uaddr"), a.get("len"))
     if op == "launch_secret":
         return ops.launch_secret(
-            host, a["vm"], a["secret"], a.get("iv", bytes(16)), a.get("flags", 0), a.get("mac"),
-            a.get("guest_uaddr"), a.get("tek", bytes(16)), a.get("tik", bytes(16)),
+            host,
+            a["vm"],
+            a["secret"],
+            a.get("iv", bytes(16)),
+            a.get("flags", 0),
+            a.get("mac"),
+            a.get("guest_uaddr"),
+            a.get("tek", bytes(16)),
+            a.get("tik", bytes(16)),
         )
     if op == "launch_measure":
         return ops.launch_measure(host, a["vm"], a.get("len", 48))
@@ -167,22 +178,36 @@ def final_state(host: Host) -> dict[str, Any]:
             },
             "vms": {
                 vm.name: {
-                    "active": vm.active, "es": vm.es_active, "asid": vm.asid, "handle": vm.handle,
-                    "vcpus": [{"vmcb": f"{v.vmcb:#x}", "last_vmentry_cpu": v.last_vmentry_cpu} for v in vm.vcpus],
-                    "pages_locked": vm.pages_locked, "regions": len(vm.regions),
+                    "active": vm.active,
+                    "es": vm.es_active,
+                    "asid": vm.asid,
+                    "handle": vm.handle,
+                    "vcpus": [
+                        {"vmcb": f"{v.vmcb:#x}", "last_vmentry_cpu": v.last_vmentry_cpu} for v in vm.vcpus
+                    ],
+                    "pages_locked": vm.pages_locked,
+                    "regions": len(vm.regions),
                 }
                 for vm in kvm.vms.values()
             },
         }
     asids = sorted(
-        {a for a in range(1, max(psp.asid_allocated, psp.asid_in_use, psp.asid_dirty).bit_length())
-         if psp.asid_state(a) != "clean"}
+        {
+            a
+            for a in range(1, max(psp.asid_allocated, psp.asid_in_use, psp.asid_dirty).bit_length())
+            if psp.asid_state(a) != "clean"
+        }
     )
     state["firmware"] = {
         "present": psp.present,
         "state": psp.state.name,
         "guests": {
-            str(h): {"state": g.state.name, "asid": g.asid, "policy": g.policy, "activation": g.activation.value}
+            str(h): {
+                "state": g.state.name,
+                "asid": g.asid,
+                "policy": g.policy,
+                "activation": g.activation.value,
+            }
             for h, g in sorted(psp.guests.items())
         },
         "asids": "all dirty" if psp.asid_all_dirty else {str(a): psp.asid_state(a) for a in asids},
@@ -192,7 +217,10 @@ def final_state(host: Host) -> dict[str, Any]:
     misc = host.env.misc
     if misc.enabled:
         state["misc_cgroup"] = {
-            path: {"usage": dict(g.usage), "max": {r: ("max" if m >= 2**63 - 1 else m) for r, m in g.max.items()}}
+            path: {
+                "usage": dict(g.usage),
+                "max": {r: ("max" if m >= 2**63 - 1 else m) for r, m in g.max.items()},
+            }
             for path, g in misc.groups.items()
         }
     return state
@@ -236,8 +264,21 @@ def run(scenario: Scenario) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "scenario": scenario.name,
-        "boot": {k: boot[k] for k in ("kernel", "profile", "cpus", "loaded", "load_error", "sev_enabled",
-                                      "sev_es_enabled", "min_sev_asid", "max_sev_asid", "dmesg")},
+        "boot": {
+            k: boot[k]
+            for k in (
+                "kernel",
+                "profile",
+                "cpus",
+                "loaded",
+                "load_error",
+                "sev_enabled",
+                "sev_es_enabled",
+                "min_sev_asid",
+                "max_sev_asid",
+                "dmesg",
+            )
+        },
         "steps": steps,
         "final": final_state(host),
         "invariants": {

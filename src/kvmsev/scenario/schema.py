@@ -18,7 +18,7 @@ are not checked here: the model answers them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +33,39 @@ OPS: dict[str, dict[str, tuple[str, bool]]] = {
     "vm_create": {"vm": ("str", True), "cgroup": ("str", False)},
     "sev_init": {"vm": ("vm", True)},
     "sev_es_init": {"vm": ("vm", True)},
-    "launch_start": {"vm": ("vm", True), "policy": ("int", False), "handle": ("int", False),
-                     "sev_fd": ("int", False), "session": ("session", False)},
-    "launch_update_data": {"vm": ("vm", True), "data": ("data", False), "uaddr": ("int", False),
-                           "len": ("int", False)},
+    "launch_start": {
+        "vm": ("vm", True),
+        "policy": ("int", False),
+        "handle": ("int", False),
+        "sev_fd": ("int", False),
+        "session": ("session", False),
+    },
+    "launch_update_data": {
+        "vm": ("vm", True),
+        "data": ("data", False),
+        "uaddr": ("int", False),
+        "len": ("int", False),
+    },
     "launch_update_vmsa": {"vm": ("vm", True)},
-    "launch_secret": {"vm": ("vm", True), "secret": ("data", True), "iv": ("hex", False),
-                      "flags": ("int", False), "mac": ("hex", False), "guest_uaddr": ("int", False),
-                      "tek": ("hex", False), "tik": ("hex", False)},
+    "launch_secret": {
+        "vm": ("vm", True),
+        "secret": ("data", True),
+        "iv": ("hex", False),
+        "flags": ("int", False),
+        "mac": ("hex", False),
+        "guest_uaddr": ("int", False),
+        "tek": ("hex", False),
+        "tik": ("hex", False),
+    },
     "launch_measure": {"vm": ("vm", True), "len": ("int", False)},
     "launch_finish": {"vm": ("vm", True)},
     "guest_status": {"vm": ("vm", True)},
-    "dbg_decrypt": {"vm": ("vm", True), "src_uaddr": ("int", True), "len": ("int", True),
-                    "dst_uaddr": ("int", False)},
+    "dbg_decrypt": {
+        "vm": ("vm", True),
+        "src_uaddr": ("int", True),
+        "len": ("int", True),
+        "dst_uaddr": ("int", False),
+    },
     "dbg_encrypt": {"vm": ("vm", True), "data": ("data", True), "dst_uaddr": ("int", True)},
     "reg_region": {"vm": ("vm", True), "uaddr": ("int", True), "size": ("int", True)},
     "unreg_region": {"vm": ("vm", True), "uaddr": ("int", True), "size": ("int", True)},
@@ -63,9 +83,20 @@ OPS: dict[str, dict[str, tuple[str, bool]]] = {
 }
 
 HOST_FIELDS: dict[str, str] = {
-    "profile": "str", "cpuid": "str", "kernel": "str", "apply": "strs", "revert": "strs",
-    "params": "strs", "cmdline": "str", "config": "strs", "bios": "strs", "cpus": "int",
-    "fail_alloc": "strs", "seed": "int", "memlock_limit": "int", "cap_ipc_lock": "bool",
+    "profile": "str",
+    "cpuid": "str",
+    "kernel": "str",
+    "apply": "strs",
+    "revert": "strs",
+    "params": "strs",
+    "cmdline": "str",
+    "config": "strs",
+    "bios": "strs",
+    "cpus": "int",
+    "fail_alloc": "strs",
+    "seed": "int",
+    "memlock_limit": "int",
+    "cap_ipc_lock": "bool",
     "sev_vmcbs_garbage": "garbage",
 }
 
@@ -214,7 +245,9 @@ def parse(data: Any, name: str = "scenario") -> Scenario:
         raise InputError(name, "a scenario is a mapping with 'host' and 'steps'")
     unknown = set(data) - {"host", "steps", "description"}
     if unknown:
-        raise InputError(name, f"unknown top-level keys {sorted(unknown)} (expected host, steps, description)")
+        raise InputError(
+            name, f"unknown top-level keys {sorted(unknown)} (expected host, steps, description)"
+        )
     steps = data.get("steps")
     if not isinstance(steps, list):
         raise InputError("steps", "expected a list of steps")
@@ -232,3 +265,23 @@ def load(path: str) -> Scenario:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InputError(p.name, f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
     return parse(data, p.name)
+
+
+def override(
+    scenario: Scenario, kernel: str | None, apply: list[str], revert: list[str], seed: int | None
+) -> Scenario:
+    """The scenario with its host's kernel, patches or seed changed from the command line.
+
+    Patches named here are added to the file's own; ``--kernel`` replaces the preset.
+    """
+    host = scenario.host
+    changes: dict[str, Any] = {}
+    if kernel is not None:
+        changes["kernel"] = kernel
+    if apply:
+        changes["apply"] = tuple(p for p in host.apply if p not in revert) + tuple(apply)
+    if revert:
+        changes["revert"] = tuple(p for p in host.revert if p not in apply) + tuple(revert)
+    if seed is not None:
+        changes["seed"] = seed
+    return replace(scenario, host=replace(host, **changes)) if changes else scenario

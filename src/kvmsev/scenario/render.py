@@ -1,0 +1,84 @@
+"""The human-readable trace of a scenario run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvmsev.cli.style import Style
+
+
+def _event(e: dict[str, Any]) -> str:
+    kind = e["kind"]
+    if kind == "fw":
+        status = e["status"] if e["status"] is not None else f"ret {e['ret']}"
+        return f"fw {e['cmd']} -> {status}"
+    if kind == "wbinvd":
+        cpus = e["cpus"]
+        span = (
+            f"{cpus[0]}-{cpus[-1]}"
+            if len(cpus) > 3 and cpus == list(range(cpus[0], cpus[-1] + 1))
+            else ",".join(map(str, cpus))
+        )
+        return f"WBINVD on CPUs {span}"
+    if kind == "tlb_flush":
+        return f"TLB flush ASID {e['asid']} on CPU {e['cpu']}"
+    return f"dmesg: {e['text']}"
+
+
+def _result(result: dict[str, Any] | None) -> str:
+    if not result:
+        return ""
+    parts = []
+    for key, value in result.items():
+        if key == "measurement":
+            value = str(value)[:16] + "..."
+        elif "uaddr" in key and isinstance(value, int):
+            value = f"{value:#x}"
+        parts.append(f"{key}={value}")
+    return "  " + " ".join(parts)
+
+
+def trace(report: dict[str, Any], style: Style) -> str:
+    boot = report["boot"]
+    out = [
+        style(f"{report['scenario']}: {boot['profile']}, {boot['cpus']} CPUs, Linux {boot['kernel']}", "bold")
+    ]
+    if not boot["loaded"]:
+        out.append(style(f"  kvm_amd failed to load: {boot['load_error']}", "red"))
+    else:
+        out.append(
+            f"  SEV {'on' if boot['sev_enabled'] else 'off'}, "
+            f"SEV-ES {'on' if boot['sev_es_enabled'] else 'off'}, "
+            f"ASIDs {boot['min_sev_asid']}..{boot['max_sev_asid']}"
+        )
+    for step in report["steps"]:
+        ret = step["ret"]
+        status = style("ok", "green") if ret == 0 else style(f"{ret} {step['errno']}", "red")
+        if step["fw_error"]:
+            status += style(f" fw {step['fw_error']['name']} ({step['fw_error']['code']:#x})", "yellow")
+        target = f" {step['vm']}" if step["vm"] else ""
+        out.append(f"{step['step']:>3} {step['op']}{target}: {status}{_result(step['result'])}")
+        for e in step["events"]:
+            out.append(style(f"      {_event(e)}", "dim"))
+        for v in step["violations"]:
+            out.append(style(f"      VIOLATION {v['invariant']}: {v['detail']}", "red"))
+    violations = report["invariants"]["violations"]
+    out.append("")
+    if violations:
+        out.append(style(f"{len(violations)} invariant violation(s)", "red"))
+        for v in violations:
+            at = "at boot" if v["step"] is None else f"step {v['step']}"
+            out.append(f"  {v['invariant']} ({at}): {v['detail']}")
+    else:
+        out.append(
+            style(f"all {len(report['invariants']['checked'])} invariants held after every step", "green")
+        )
+    fw = report["final"]["firmware"]
+    kvm = report["final"].get("kvm")
+    if kvm is not None:
+        out.append(
+            f"final: ASIDs allocated {kvm['sev_asid_bitmap']}, "
+            f"awaiting reclaim {kvm['sev_reclaim_asid_bitmap']}; "
+            f"firmware {fw['state']}, non-clean ASIDs {fw['asids']}"
+        )
+    return "\n".join(out)

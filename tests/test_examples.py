@@ -1,0 +1,241 @@
+"""Every scenario in examples/ runs, and says what it claims; patch scenarios run on both sides
+of their patch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmsev.scenario import runner, schema
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+ALL = sorted(EXAMPLES.rglob("*.yaml"))
+
+
+def run(
+    name: str, kernel: str | None = None, apply: tuple[str, ...] = (), revert: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    scenario = schema.override(schema.load(str(EXAMPLES / name)), kernel, list(apply), list(revert), None)
+    return runner.run(scenario)
+
+
+def step(report: dict[str, Any], index: int) -> dict[str, Any]:
+    s: dict[str, Any] = report["steps"][index]
+    assert s["step"] == index
+    return s
+
+
+def fw_cmds(s: dict[str, Any]) -> list[str]:
+    return [f"{e['cmd']}:{e['status']}" for e in s["events"] if e["kind"] == "fw"]
+
+
+def broken(report: dict[str, Any]) -> set[str]:
+    return {v["invariant"] for v in report["invariants"]["violations"]}
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_every_example_runs(path: Path) -> None:
+    report = runner.run(schema.load(str(path)))
+    assert len(report["steps"]) == len(schema.load(str(path)).steps)
+
+
+def test_sev_launch_follows_the_guest_state_machine() -> None:
+    r = run("sev-launch.yaml")
+    assert step(r, 2)["result"] == {"handle": 1}
+    assert fw_cmds(step(r, 2)) == ["LAUNCH_START:SUCCESS", "ACTIVATE:SUCCESS"]
+    assert step(r, 3)["result"]["state_name"] == "LUPDATE"
+    query = step(r, 5)
+    assert (query["errno"], query["fw_error"], query["result"]) == (
+        "EIO",
+        {"code": 4, "name": "INVALID_LEN"},
+        {"len": 48},
+    )
+    assert len(bytes.fromhex(step(r, 6)["result"]["measurement"])) == 48
+    assert step(r, 8)["result"]["state_name"] == "RUNNING"
+    assert step(r, 10)["result"]["tlb_flush"] is True and step(r, 11)["result"]["tlb_flush"] is False
+    assert fw_cmds(step(r, 12)) == ["DEACTIVATE:SUCCESS", "DECOMMISSION:SUCCESS"]
+    assert r["final"]["kvm"]["sev_reclaim_asid_bitmap"] == [3]
+    assert r["final"]["firmware"]["asids"] == {"3": "dirty"}
+    assert broken(r) == set()
+
+
+def test_sev_es_guest_cannot_enter_before_its_vmsa_is_protected() -> None:
+    r = run("sev-es-launch.yaml")
+    assert step(r, 1)["result"] == {"asid": 1}
+    assert step(r, 6)["result"]["exit_reason"] == "KVM_EXIT_FAIL_ENTRY"
+    assert fw_cmds(step(r, 7)) == ["LAUNCH_UPDATE_VMSA:SUCCESS"] * 2
+    assert step(r, 11)["result"]["entered"] is True
+    assert broken(r) == set()
+
+
+def test_exhaustion_recycles_once_and_returns_the_lowest_asid() -> None:
+    r = run("asid-exhaustion.yaml")
+    assert [step(r, i)["result"] for i in (1, 4)] == [{"asid": 3}, {"asid": 4}]
+    recycle = step(r, 9)
+    assert recycle["result"] == {"asid": 3}
+    assert [e["kind"] for e in recycle["events"]] == ["wbinvd", "fw"]
+    assert step(r, 11)["result"] == {"asid": 4} and step(r, 11)["events"] == []
+    full = step(r, 13)
+    assert full["errno"] == "EBUSY"
+    assert not any(e["kind"] in ("wbinvd", "fw") for e in full["events"])
+    assert step(r, 14)["result"] == {"asid": 1}, "SEV-ES allocation does not use SEV ASIDs"
+
+
+def test_offline_cpu_drains_the_pool_until_it_returns() -> None:
+    r = run("cpu-offline-drain.yaml")
+    failed = step(r, 12)
+    assert failed["errno"] == "EBUSY"
+    assert fw_cmds(failed) == ["DF_FLUSH:WBINVD_REQUIRED"]
+    assert {"kind": "dmesg", "text": "SEV: DF_FLUSH failed, ret=-5, error=0xe"} in failed["events"]
+    assert step(r, 14)["result"] == {"asid": 3}
+
+
+def test_5_13_as_released_runs_a_recycled_asid_over_stale_tlb_entries() -> None:
+    r = run("tlb-stale-vmcb-5.13.yaml")
+    assert step(r, 16)["result"]["vmcb"] == step(r, 5)["result"]["vmcb"], "the VMCB page is reused"
+    assert step(r, 17)["result"]["tlb_flush"] is False
+    assert broken(r) == {"tlb_isolation"}
+    for fix in ("off-by-one-fix", "last-vmentry-cpu-minus-one"):
+        fixed = run("tlb-stale-vmcb-5.13.yaml", apply=(fix,))
+        assert step(fixed, 17)["result"]["tlb_flush"] is True, fix
+        assert broken(fixed) == set(), fix
+
+
+# -- one scenario per behaviour-changing patch, both sides --------------------------------------
+def test_patch_01_zero_vmcb_array() -> None:
+    before = run("patches/01-zero-vmcb-array.yaml")
+    after = run("patches/01-zero-vmcb-array.yaml", apply=("zero-vmcb-array",))
+    assert step(before, 16)["result"]["tlb_flush"] is False and "tlb_isolation" in broken(before)
+    assert step(after, 16)["result"]["tlb_flush"] is True and "tlb_isolation" not in broken(after)
+
+
+def test_patch_02_free_bitmap_on_setup_failure() -> None:
+    after = run("patches/02-free-bitmap-on-setup-failure.yaml")
+    before = run("patches/02-free-bitmap-on-setup-failure.yaml", revert=("free-bitmap-on-setup-failure",))
+    assert after["steps"][0]["result"]["leaked_bytes"] == 0
+    assert before["steps"][0]["result"]["leaked_bytes"] == 8
+
+
+def test_patch_03_npt_required() -> None:
+    before = run("patches/03-npt-required.yaml")
+    after = run("patches/03-npt-required.yaml", apply=("npt-required",))
+    assert step(before, 1)["ret"] == 0 and "sev_preconditions" in broken(before)
+    assert step(after, 1)["errno"] == "ENOTTY" and "sev_preconditions" not in broken(after)
+
+
+def test_patch_05_cpuid_mask() -> None:
+    before = run("patches/05-cpuid-mask.yaml")
+    after = run("patches/05-cpuid-mask.yaml", apply=("cpuid-mask",))
+    assert "cpuid_only_supported" in broken(before)
+    assert "cpuid_only_supported" not in broken(after)
+
+
+def test_patch_07_append_enabled() -> None:
+    before = run("patches/07-append-enabled.yaml")
+    after = run("patches/07-append-enabled.yaml", apply=("append-enabled",))
+    assert step(before, 1)["result"] == {"asid": 3}
+    assert after["boot"]["load_error"] == "EINVAL"
+    assert step(after, 0)["errno"] == "ENOENT"
+
+
+def test_patch_08_kconfig_gated_params() -> None:
+    before = run("patches/08-kconfig-gated-params.yaml")
+    after = run("patches/08-kconfig-gated-params.yaml", apply=("kconfig-gated-params",))
+    assert "kvm_amd: unknown parameter 'sev' ignored" not in before["boot"]["dmesg"]
+    assert "kvm_amd: unknown parameter 'sev' ignored" in after["boot"]["dmesg"]
+    assert step(before, 1)["errno"] == step(after, 1)["errno"] == "ENOTTY"
+
+
+def test_patch_09_enable_by_default() -> None:
+    before = run("patches/09-enable-by-default.yaml")
+    after = run("patches/09-enable-by-default.yaml", apply=("enable-by-default",))
+    assert step(before, 1)["errno"] == "ENOTTY"
+    assert step(after, 1)["result"] == {"asid": 3}
+
+
+def test_patch_13_drop_svm_sev_enabled() -> None:
+    before = run("patches/13-drop-svm-sev-enabled.yaml")
+    after = run("patches/13-drop-svm-sev-enabled.yaml", apply=("drop-svm-sev-enabled",))
+    assert before["steps"][0]["result"]["flushed"] is True
+    assert after["steps"][0]["result"]["flushed"] is False
+
+
+def test_patch_15_skip_unused_flush() -> None:
+    before = run("patches/15-skip-unused-flush.yaml")
+    after = run("patches/15-skip-unused-flush.yaml", apply=("skip-unused-flush",))
+    message = {"kind": "dmesg", "text": "SEV: DF_FLUSH failed, ret=-19, error=0"}
+    assert message in step(before, 0)["events"]
+    assert step(after, 0)["events"] == []
+    assert step(after, 3)["ret"] == -19, "KVM_SEV_INIT fails without SEV firmware (-ENODEV)"
+    assert message in step(after, 5)["events"], "the failed INIT's ASID still awaits reclaim"
+
+
+def test_misc_cgroup_limit() -> None:
+    with_cg = run("patches/misc-cgroup.yaml")
+    assert step(with_cg, 5)["errno"] == "EBUSY"
+    assert {
+        "kind": "dmesg",
+        "text": "cgroup: charge rejected by the misc controller for sev resource in /tenant",
+    } in step(with_cg, 5)["events"]
+    assert not any(e["kind"] == "dmesg" for e in step(with_cg, 6)["events"]), "logged once per cgroup"
+    without = run("patches/misc-cgroup.yaml", revert=("misc-cgroup",))
+    assert step(without, 5)["result"] == {"asid": 4}
+
+
+def test_created_vcpus_check() -> None:
+    before = run("patches/created-vcpus-check.yaml")
+    after = run("patches/created-vcpus-check.yaml", apply=("created-vcpus-check",))
+    assert step(before, 2)["ret"] == 0
+    assert step(after, 2)["errno"] == "EINVAL"
+
+
+def test_es_active_on_success() -> None:
+    before = run("patches/es-active-on-success.yaml")
+    after = run("patches/es-active-on-success.yaml", apply=("es-active-on-success",))
+    assert step(before, 5)["errno"] == step(after, 5)["errno"] == "EBUSY"
+    assert step(before, 6)["errno"] == "EBUSY"
+    assert step(after, 6)["result"] == {"asid": 3}
+
+
+def test_decommission_on_bind_failure() -> None:
+    after = run("patches/decommission-on-bind-failure.yaml")
+    before = run("patches/decommission-on-bind-failure.yaml", revert=("decommission-on-bind-failure",))
+    assert step(after, 2)["fw_error"] == {"code": 0x0D, "name": "INVALID_ASID"}
+    assert fw_cmds(step(after, 2))[-1] == "DECOMMISSION:SUCCESS"
+    assert after["final"]["firmware"]["guests"] == {}
+    assert list(before["final"]["firmware"]["guests"]) == ["1"], "the context leaks in the firmware"
+
+
+# -- selftest ports -----------------------------------------------------------------------------
+def test_selftest_launch_flow_reports_policy_and_states() -> None:
+    r = run("selftests/sev-smoke-policies.yaml")
+    states = [
+        (s["vm"], s["result"]["policy"], s["result"]["state_name"])
+        for s in r["steps"]
+        if s["op"] == "guest_status"
+    ]
+    assert states == [
+        ("sev-nodbg", 1, "LUPDATE"),
+        ("sev-nodbg", 1, "LSECRET"),
+        ("sev-nodbg", 1, "RUNNING"),
+        ("sev-dbg", 0, "LUPDATE"),
+        ("sev-dbg", 0, "RUNNING"),
+        ("es", 4, "LUPDATE"),
+        ("es", 4, "RUNNING"),
+        ("es-nodbg", 5, "RUNNING"),
+    ]
+    assert all(s["ret"] == 0 for s in r["steps"])
+    assert broken(r) == set()
+
+
+def test_selftest_dbg_round_trips() -> None:
+    r = run("selftests/sev-dbg-roundtrip.yaml")
+    pattern = bytes(range(16)) * 512
+    assert step(r, 7)["result"]["data"] == pattern[:32].hex()
+    assert step(r, 8)["result"]["data"] == pattern[5:32].hex()
+    assert step(r, 9)["result"]["data"] == pattern[0xFF8:0x1008].hex()
+    assert step(r, 11)["result"]["data"] == "cafebabecafebabecafebabecafebabe0011"
+    assert step(r, 12)["result"]["data"] == pattern[0xFF0:0xFF7].hex(), "bytes around the write are intact"
+    assert step(r, 17)["fw_error"] == {"code": 7, "name": "POLICY_FAILURE"}
