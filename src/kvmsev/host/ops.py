@@ -9,6 +9,7 @@ are refused by the scenario runner before they get here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
