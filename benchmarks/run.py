@@ -1,41 +1,15 @@
-"""Boot benchmarks: median time of boot + modprobe + rmmod on a small and a large host.
-
-Run with ``make bench``. Figures are medians over repeated runs on one core; they are reported,
-never asserted.
-"""
+"""``make bench``: every benchmark, one after the other (one core)."""
 
 from __future__ import annotations
 
-import statistics
-import time
-
-from kvmsev.host.config import HostConfig, resolve
-from kvmsev.host.host import Host
-
-CASES = {
-    "lab (2 CPUs, 4 ASIDs)": HostConfig(profile="lab"),
-    "epyc-9654 (192 CPUs, 1006 ASIDs)": HostConfig(profile="epyc-9654"),
-    "epyc-9754 v5.12 sev=1 (256 CPUs)": HostConfig(
-        profile="epyc-9754", kernel="v5.12", params=("kvm_amd.sev=1",)
-    ),
-}
+from benchmarks import boot, guests
 
 
-def _one(config: HostConfig) -> float:
-    resolved = resolve(config)
-    start = time.perf_counter()
-    host = Host.boot(resolved)
-    host.load_kvm_amd()
-    host.unload_kvm_amd()
-    return time.perf_counter() - start
-
-
-def main(repeats: int = 200) -> None:
-    print(f"{'host':40} {'median':>10} {'boots/s':>10}")
-    for label, config in CASES.items():
-        samples = [_one(config) for _ in range(repeats)]
-        median = statistics.median(samples)
-        print(f"{label:40} {median * 1e6:8.1f}us {1 / median:10.0f}")
+def main() -> None:
+    print("== boot: boot + modprobe + rmmod ==")
+    boot.main()
+    print("\n== guests ==")
+    guests.main()
 
 
 if __name__ == "__main__":

@@ -118,11 +118,9 @@ def _xor_page_range(mem: PhysicalMemory, vek: bytes, paddr: int, length: int, da
     while pos < length:
         pfn, offset = divmod(paddr + pos, PAGE_SIZE)
         take = min(length - pos, PAGE_SIZE - offset)
-        stream = keystream(vek, pfn)
-        chunk = data[pos : pos + take]
-        out[pos : pos + take] = bytes(
-            a ^ b for a, b in zip(chunk, stream[offset : offset + take], strict=True)
-        )
+        stream = keystream(vek, pfn)[offset : offset + take]
+        mixed = int.from_bytes(data[pos : pos + take], "little") ^ int.from_bytes(stream, "little")
+        out[pos : pos + take] = mixed.to_bytes(take, "little")
         pos += take
     return bytes(out)
 
