@@ -148,6 +148,8 @@ class Psp:
     #: every ASID dirty (after INIT), kept as a flag so the table's size never matters
     asid_all_dirty: bool = False
     asid_owner: dict[int, int] = field(default_factory=dict)
+    #: externally owned (PEK_CERT_IMPORT done) rather than self-owned
+    owned: bool = False
 
     # -- helpers ------------------------------------------------------------------------------
     def _absent(self, command: Command) -> CommandResult | None:
@@ -206,10 +208,53 @@ class Psp:
             "api_minor": minor,
             "build": build,
             "state": self.state.name,
-            "flags": 0x100 if self.es_initialized and self.state else 0,
+            "flags": (0x100 if self.es_initialized and self.state else 0)
+            | (1 if self.owned and self.state else 0),
             "guest_count": sev_guests if self.state else 0,
         }
         return _r(Command.PLATFORM_STATUS, Status.SUCCESS, out)
+
+    def _platform_cmd(self, cmd: Command, legal: tuple[PlatformState, ...]) -> CommandResult:
+        if (absent := self._absent(cmd)) is not None:
+            return absent
+        if self.state not in legal:
+            return _r(cmd, Status.INVALID_PLATFORM_STATE)
+        return _r(cmd, Status.SUCCESS)
+
+    def factory_reset(self) -> CommandResult:
+        """PLATFORM_RESET (Linux: FACTORY_RESET): UNINIT only; erases the persistent keys."""
+        result = self._platform_cmd(Command.FACTORY_RESET, (PlatformState.UNINIT,))
+        if result.ok:
+            self.owned = False
+        return result
+
+    def pek_gen(self) -> CommandResult:
+        """PEK_GEN: INIT only; new self-signed OCA, PEK and PDH (the platform becomes self-owned)."""
+        result = self._platform_cmd(Command.PEK_GEN, (PlatformState.INIT,))
+        if result.ok:
+            self.owned = False
+        return result
+
+    def pek_csr(self) -> CommandResult:
+        """PEK_CSR: INIT or WORKING (FW 1.55; the 0.17 spec allowed INIT only)."""
+        return self._platform_cmd(Command.PEK_CSR, (PlatformState.INIT, PlatformState.WORKING))
+
+    def pek_cert_import(self) -> CommandResult:
+        """PEK_CERT_IMPORT: INIT only; ALREADY_OWNED once externally owned."""
+        if (absent := self._absent(Command.PEK_CERT_IMPORT)) is not None:
+            return absent
+        if self.state is not PlatformState.INIT:
+            return _r(Command.PEK_CERT_IMPORT, Status.INVALID_PLATFORM_STATE)
+        if self.owned:
+            return _r(Command.PEK_CERT_IMPORT, Status.ALREADY_OWNED)
+        self.owned = True
+        return _r(Command.PEK_CERT_IMPORT, Status.SUCCESS)
+
+    def pdh_gen(self) -> CommandResult:
+        return self._platform_cmd(Command.PDH_GEN, (PlatformState.INIT, PlatformState.WORKING))
+
+    def pdh_cert_export(self) -> CommandResult:
+        return self._platform_cmd(Command.PDH_CERT_EXPORT, (PlatformState.INIT, PlatformState.WORKING))
 
     def wbinvd(self, threads: int) -> None:
         """Hardware: the threads in mask ``threads`` executed WBINVD."""

@@ -1,0 +1,235 @@
+"""KVM's SEV ioctl surface: errno values, firmware status copy-back, and wrong-order use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmsev.cli.main import main
+from kvmsev.scenario import runner, schema
+
+
+def run(steps: list[dict[str, Any]], **host: Any) -> list[dict[str, Any]]:
+    host.setdefault("profile", "lab")
+    report = runner.run(schema.parse({"host": host, "steps": steps}))
+    out: list[dict[str, Any]] = report["steps"]
+    return out
+
+
+def launch(vm: str = "g", policy: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"op": "vm_create", "vm": vm},
+        {"op": "sev_init", "vm": vm},
+        {"op": "launch_start", "vm": vm, "policy": policy},
+        {"op": "mem_write", "vm": vm, "uaddr": 0x7F0000100000, "data": "11" * 4096},
+        {"op": "launch_update_data", "vm": vm, "uaddr": 0x7F0000100000, "len": 4096},
+        {"op": "launch_measure", "vm": vm},
+    ]
+
+
+def test_commands_before_launch_start_use_fd_zero_and_get_ebadf() -> None:
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "guest_status", "vm": "g"},
+            {"op": "launch_finish", "vm": "g"},
+        ]
+    )
+    assert [s["errno"] for s in steps[2:]] == ["EBADF", "EBADF"]
+    assert all(not s["events"] for s in steps[2:]), "the firmware is never reached"
+
+
+def test_commands_on_a_non_sev_vm_are_enotty_and_unknown_ids_einval() -> None:
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "launch_start", "vm": "g"},
+            {"op": "mem_enc_op", "vm": "g", "id": 19},
+            {"op": "mem_enc_op", "vm": "g", "id": 99},
+            {"op": "reg_region", "vm": "g", "uaddr": 4096, "size": 4096},
+        ]
+    )
+    assert [s["errno"] for s in steps[1:]] == ["ENOTTY", "EINVAL", "EINVAL", "ENOTTY"]
+
+
+def test_double_init_is_ebusy_and_an_invalid_sev_fd_ebadf() -> None:
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "launch_start", "vm": "g", "sev_fd": 7},
+        ]
+    )
+    assert steps[2]["errno"] == "EBUSY"
+    assert steps[3]["errno"] == "EBADF"
+
+
+def test_memlock_limit_is_enforced_per_vm_with_the_kernel_message() -> None:
+    steps = run(
+        [
+            *launch()[:3],
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"zero": 17 * 4096}},
+            {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 17 * 4096},
+        ]
+    )
+    assert steps[-1]["errno"] == "ENOMEM"
+    assert {"kind": "dmesg", "text": "SEV: 17 locked pages exceed the lock limit of 16."} in steps[-1][
+        "events"
+    ]
+    allowed = run(
+        [
+            *launch()[:3],
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"zero": 17 * 4096}},
+            {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 17 * 4096},
+        ],
+        cap_ipc_lock=True,
+    )
+    assert allowed[-1]["ret"] == 0
+
+
+def test_pinning_an_unmapped_range_fails_to_lock() -> None:
+    steps = run([*launch()[:3], {"op": "reg_region", "vm": "g", "uaddr": 0x7E0000000000, "size": 8192}])
+    assert steps[-1]["errno"] == "ENOMEM"
+    assert {"kind": "dmesg", "text": "SEV: Failure locking 2 pages."} in steps[-1]["events"]
+
+
+def test_unregister_needs_an_exact_match_and_flushes_caches() -> None:
+    steps = run(
+        [
+            *launch()[:3],
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"zero": 8192}},
+            {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 8192},
+            {"op": "unreg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 4096},
+            {"op": "unreg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 8192},
+        ]
+    )
+    assert steps[-2]["errno"] == "EINVAL"
+    assert steps[-1]["ret"] == 0 and [e["kind"] for e in steps[-1]["events"]] == ["wbinvd"]
+
+
+def test_launch_secret_lands_in_guest_memory_and_a_bad_mac_is_refused() -> None:
+    secret = "53" * 32
+    steps = run(
+        [
+            *launch(),
+            {"op": "launch_secret", "vm": "g", "secret": secret, "guest_uaddr": 0x7F0000100100},
+            {
+                "op": "launch_secret",
+                "vm": "g",
+                "secret": secret,
+                "mac": "00" * 32,
+                "guest_uaddr": 0x7F0000100100,
+            },
+            {"op": "launch_finish", "vm": "g"},
+            {"op": "dbg_decrypt", "vm": "g", "src_uaddr": 0x7F0000100100, "len": 32},
+        ]
+    )
+    assert steps[6]["ret"] == 0
+    assert steps[7]["fw_error"] == {"code": 0x0B, "name": "BAD_MEASUREMENT"}
+    assert steps[9]["result"]["data"] == secret
+
+
+def test_launch_secret_needs_contiguous_guest_pages() -> None:
+    steps = run(
+        [
+            *launch(),
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000300FF0, "data": "00" * 16},
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000301000, "data": "00" * 16},
+            {"op": "launch_secret", "vm": "g", "secret": "00" * 32, "guest_uaddr": 0x7F0000300FF0},
+        ]
+    )
+    assert steps[-1]["errno"] == "EINVAL"
+
+
+def test_module_unload_is_refused_while_vms_exist_and_reload_keeps_the_firmware() -> None:
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "module_unload"},
+            {"op": "vm_destroy", "vm": "g"},
+            {"op": "module_unload"},
+            {"op": "vm_create", "vm": "h"},
+            {"op": "module_load"},
+            {"op": "vm_create", "vm": "h"},
+            {"op": "sev_init", "vm": "h"},
+        ]
+    )
+    assert steps[2]["errno"] == "EBUSY"
+    assert steps[4]["ret"] == 0 and steps[4]["result"]["flushed"] is True, (
+        "the freed ASID is flushed at unload"
+    )
+    assert steps[5]["errno"] == "ENOENT", "no /dev/kvm without kvm_amd"
+    assert steps[8]["result"] == {"asid": 3}
+
+
+def test_5_13_maps_every_asid_failure_to_ebusy_even_a_zero_capacity() -> None:
+    steps = run(
+        [{"op": "vm_create", "vm": "g"}, {"op": "sev_init", "vm": "g"}],
+        kernel="v5.13",
+        bios=["sev_es_asid_space_limit=5"],
+    )
+    assert steps[1]["errno"] == "EBUSY", "misc_cg_try_charge said -EINVAL (capacity 0)"
+
+
+SCENARIO_ERRORS = [
+    ({"steps": [{"op": "frobnicate"}]}, "steps[0].op: unknown op 'frobnicate'"),
+    ({"steps": [{"op": "sev_init", "vm": "ghost"}]}, "steps[0].vm: no VM 'ghost'"),
+    ({"steps": [{"op": "cpu_offline", "cpu": 999}]}, "steps[0].cpu: CPU 999 does not exist"),
+    (
+        {"steps": [{"op": "vm_create", "vm": "a"}, {"op": "vcpu_run", "vm": "a", "vcpu": "x", "cpu": 0}]},
+        "steps[1].vcpu: expected an integer",
+    ),
+    ({"steps": [{"op": "vm_create"}]}, "steps[0].vm: required by vm_create"),
+    (
+        {"steps": [{"op": "vm_create", "vm": "a", "colour": "red"}]},
+        "steps[0].colour: not a field of vm_create",
+    ),
+    ({"host": {"profile": "lab", "cpus": "two"}, "steps": []}, "host.cpus: expected an integer"),
+    ({"host": {"turbo": True}, "steps": []}, "host.turbo: unknown field"),
+    (
+        {"steps": [{"op": "vm_create", "vm": "a"}, {"op": "vcpu_run", "vm": "a", "vcpu": 0, "cpu": 0}]},
+        "steps[1].vcpu: VM 'a' has 0 vCPUs",
+    ),
+]
+
+
+@pytest.mark.parametrize(("doc", "message"), SCENARIO_ERRORS)
+def test_bad_scenarios_exit_2_naming_step_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    code = main(["run", str(path)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+
+
+def test_malformed_yaml_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("steps: [ {op: vm_create, vm: a}\n")
+    assert main(["run", str(path)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_run_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "examples/sev-launch.yaml", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "kvmsev.run/1"
+    first = report["steps"][2]
+    assert set(first) >= {"op", "ret", "errno", "fw_error", "result", "events", "violations"}
+    assert first["events"][0] == {
+        "kind": "fw",
+        "cmd": "LAUNCH_START",
+        "ret": 0,
+        "status": "SUCCESS",
+        "code": 0,
+    }
+    assert set(report["final"]) >= {"kvm", "firmware"}
+    assert report["invariants"]["violations"] == []
