@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kvmsev.cli.style import Style, table
 from kvmsev.host.config import HostConfig
 from kvmsev.host.report import boot_report
+from kvmsev.scenario import runner, schema
+
+#: Guest a runs on CPU 0 and is destroyed; guest c recycles its ASID and gets its VMCB page back,
+#: then enters on CPU 0 (examples/tlb-stale-vmcb-5.13.yaml).
+RECYCLE_STEPS: list[dict[str, Any]] = [
+    {"op": "vm_create", "vm": "a"},
+    {"op": "sev_init", "vm": "a"},
+    {"op": "launch_start", "vm": "a"},
+    {"op": "launch_measure", "vm": "a"},
+    {"op": "launch_finish", "vm": "a"},
+    {"op": "vcpu_create", "vm": "a"},
+    {"op": "vcpu_run", "vm": "a", "vcpu": 0, "cpu": 0},
+    {"op": "vm_destroy", "vm": "a"},
+    {"op": "vm_create", "vm": "b"},
+    {"op": "sev_init", "vm": "b"},
+    {"op": "vm_create", "vm": "c"},
+    {"op": "sev_init", "vm": "c"},
+    {"op": "launch_start", "vm": "c"},
+    {"op": "launch_measure", "vm": "c"},
+    {"op": "launch_finish", "vm": "c"},
+    {"op": "vcpu_create", "vm": "c"},
+    {"op": "vcpu_run", "vm": "c", "vcpu": 0, "cpu": 0},
+]
 
 #: (label, profile, extra BIOS, extra params) -- a distribution kernel config, default modprobe.
 CASES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -75,4 +100,27 @@ def demo(style: Style) -> str:
         "CPUID EAX: leaf 0x8000001F EAX from KVM_GET_SUPPORTED_CPUID. unload: cache flush at rmmod.\n"
         "Try: kvmsev boot --profile epyc-7763 --kernel v5.12 --param kvm_amd.sev=1 --unload"
     )
-    return f"{intro}\n\n{table(rows, headers)}\n\n{notes}"
+    return f"{intro}\n\n{table(rows, headers)}\n\n{notes}\n\n{guest_demo(style)}"
+
+
+def guest_demo(style: Style) -> str:
+    """A short guest run: ASID recycling with a reused VMCB page, on four kernels."""
+    rows = []
+    for label, kernel, apply in (
+        ("v5.12", "v5.12", ()),
+        ("v5.13", "v5.13", ()),
+        ("v5.13 + off-by-one-fix (5.14)", "v5.13", ("off-by-one-fix",)),
+        ("v5.13 + last-vmentry-cpu-minus-one (5.14)", "v5.13", ("last-vmentry-cpu-minus-one",)),
+    ):
+        host = {"profile": "lab", "kernel": kernel, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
+        report = runner.run(schema.parse({"host": host, "steps": RECYCLE_STEPS}, "recycle"))
+        last = report["steps"][-1]["result"]
+        broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
+        verdict = style("stale TLB entries used", "red") if broken else style("isolated", "green")
+        rows.append([label, "yes" if last["tlb_flush"] else style("no", "red"), verdict])
+    intro = style(
+        "Guest run: guest c recycles guest a's ASID, gets a's VMCB page back, first enters on CPU 0", "bold"
+    )
+    return f"{intro}\n\n{table(rows, ['kernel', 'TLB flush on first entry', 'tlb_isolation'])}\n\n" + (
+        "Replay it step by step: kvmsev run examples/tlb-stale-vmcb-5.13.yaml"
+    )
