@@ -62,17 +62,24 @@ def test_encode_inverts_decode(eax: int, ebx: int, ecx: int, edx: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("0x1FD", 509), ("000001FD", 509), ("509", 509), ("0X0", 0), ("4294967295", 0xFFFF_FFFF)],
+    [("0x1FD", 509), ("509", 509), ("0X0", 0), ("4294967295", 0xFFFF_FFFF), ("000001", 1)],
 )
-def test_register_values_accept_hex_dump_and_decimal(text: str, value: int) -> None:
+def test_register_values_accept_hex_and_decimal(text: str, value: int) -> None:
     assert parse_register(text, "ECX") == value
 
 
-@pytest.mark.parametrize("text", ["", "1FD", "0x", "-1", "0x100000000", "4294967296", "12abc"])
+@pytest.mark.parametrize("text", ["", "1FD", "0x", "-1", "0x100000000", "4294967296", "12abc", "000001FD"])
 def test_malformed_register_values_name_the_field(text: str) -> None:
     with pytest.raises(InputError) as err:
         parse_register(text, "ECX")
     assert str(err.value).startswith("ECX: ")
+
+
+def test_dump_form_is_hex_and_colon_form_is_not() -> None:
+    assert parse_leaf("0000000F-0000016F-0000000F-00000005") == Cpuid8000001F(15, 0x16F, 15, 5)
+    assert parse_leaf("15:367:15:5") == Cpuid8000001F(15, 0x16F, 15, 5)
+    with pytest.raises(InputError):
+        parse_leaf("F-16F-F-5")
 
 
 def test_leaf_needs_four_registers() -> None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kvmsev import __version__
@@ -22,6 +23,8 @@ from kvmsev.host.report import boot_report
 from kvmsev.hw import profiles as profiles_mod
 from kvmsev.hw.cpuid import Cpuid8000001F, parse_register
 from kvmsev.kvm.patches import PATCHES
+from kvmsev.probe import render as probe_render
+from kvmsev.probe import run as probe_run
 from kvmsev.scenario import render as scenario_render
 from kvmsev.scenario import runner as scenario_runner
 from kvmsev.scenario import schema as scenario_schema
@@ -134,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("boot", help="boot a modeled host, load kvm_amd, report what KVM decides")
     add_host_options(p)
     p.add_argument("--unload", action="store_true", help="unload kvm_amd right after loading and report it")
+    p.add_argument(
+        "--export-root",
+        metavar="DIR",
+        help="also write the host in the recorded-host format (kvmsev probe --root)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report (docs/json.md)")
 
     p = sub.add_parser("cpuid", help="CPUID 0x8000001F tools")
@@ -161,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_positive_int, help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print the JSON report (docs/json.md)")
 
+    p = sub.add_parser(
+        "probe", help="read this host (or a recorded one), diagnose SEV, compare with the model"
+    )
+    p.add_argument("--root", metavar="DIR", help="read a recorded host from DIR instead of this machine")
+    p.add_argument("--capture", metavar="DIR", help="record this host (or --root) into DIR")
+    p.add_argument("--json", action="store_true", help="print the JSON report (docs/probe.md)")
+
     sub.add_parser("demo", help="v5.12 vs v5.13 side by side on a few real hosts")
     return parser
 
@@ -176,7 +191,7 @@ def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     style = Style()
     if args.command == "boot":
-        report = boot_report(host_config(args), unload=args.unload)
+        report = boot_report(host_config(args), unload=args.unload, export_root=args.export_root)
         _emit(report, args.json, render.boot(report, style))
     elif args.command == "cpuid":
         regs = [parse_register(getattr(args, r.upper()), r.upper()) for r in ("eax", "ebx", "ecx", "edx")]
@@ -193,6 +208,15 @@ def run(argv: Sequence[str]) -> int:
         scenario = scenario_schema.override(scenario, args.kernel, args.apply, args.revert, args.seed)
         report = scenario_runner.run(scenario)
         _emit(report, args.json, scenario_render.trace(report, style))
+    elif args.command == "probe":
+        root = args.root or "/"
+        if args.root is not None and not Path(args.root).is_dir():
+            raise InputError("--root", f"{args.root} is not a directory")
+        if args.capture:
+            probe_run.capture(args.capture, root)
+        result = probe_run.probe(root)
+        _emit(result, args.json, probe_render.tree(result, style))
+        return 1 if result["summary"]["failed"] else 0
     elif args.command == "demo":
         print(demo(style))
     return 0

@@ -207,7 +207,7 @@ class Psp:
             "api_major": major,
             "api_minor": minor,
             "build": build,
-            "state": self.state.name,
+            "state": int(self.state),
             "flags": (0x100 if self.es_initialized and self.state else 0)
             | (1 if self.owned and self.state else 0),
             "guest_count": sev_guests if self.state else 0,

@@ -80,9 +80,13 @@ def _fail_site(text: str, nr_cpus: int) -> str:
     return text
 
 
-def resolve(config: HostConfig) -> ResolvedConfig:
-    """Check every field and build the typed configuration; nothing is modified on error."""
-    profile = load(config.profile)
+def resolve(config: HostConfig, profile: Profile | None = None) -> ResolvedConfig:
+    """Check every field and build the typed configuration; nothing is modified on error.
+
+    ``profile`` replaces the lookup of ``config.profile`` (the probe builds one from a real host).
+    """
+    if profile is None:
+        profile = load(config.profile)
     override: Cpuid8000001F | None = parse_leaf(config.cpuid) if config.cpuid is not None else None
     choices: dict[str, str] = {}
     for text in config.bios:

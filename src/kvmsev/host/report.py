@@ -110,11 +110,22 @@ def kvm_view(host: Host) -> dict[str, object]:
     }
 
 
-def boot_report(config: HostConfig, *, unload: bool = False) -> dict[str, object]:
-    """Boot a host, load ``kvm_amd``, optionally unload it, and report (the ``kvmsev boot`` API)."""
+def boot_report(
+    config: HostConfig, *, unload: bool = False, export_root: str | None = None
+) -> dict[str, object]:
+    """Boot a host, load ``kvm_amd``, optionally unload it, and report (the ``kvmsev boot`` API).
+
+    ``export_root`` also renders the loaded host in the recorded-host format there.
+    """
     host = Host.boot(config)
     load = host.load_kvm_amd()
     snapshot = kvm_view(host)
+    if export_root is not None:
+        from pathlib import Path
+
+        from kvmsev.host.rootfs import export
+
+        export(host, Path(export_root))
     result = host.unload_kvm_amd() if unload and host.kvm is not None else None
     report = boot_dict(host, load, result, snapshot)
     if unload and result is None:

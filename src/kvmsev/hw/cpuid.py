@@ -189,26 +189,19 @@ class Cpuid8000001F:
 
 
 def parse_register(text: str, field: str) -> int:
-    """Parse one register value as a user types it.
-
-    Accepted: ``0x``-prefixed hex (``0x1FD``), exactly eight hex digits as CPUID dumps print them
-    (``000001FD``), or plain decimal (``509``). The result must fit in 32 bits.
-    """
+    """Parse one register value as a user types it: ``0x``-prefixed hex (``0x1FD``) or decimal
+    (``509``). The result must fit in 32 bits."""
     s = text.strip()
     try:
         if s.lower().startswith("0x"):
             value = int(s[2:], 16)
-        elif _DUMP_HEX.fullmatch(s):
-            value = int(s, 16)
         elif s.isdigit():
             value = int(s, 10)
         else:
             raise ValueError(s)
     except ValueError:
         raise InputError(
-            field,
-            f"{text!r} is not a register value (use 0x-prefixed hex like 0x1FD, "
-            "eight hex digits like 000001FD, or decimal like 509)",
+            field, f"{text!r} is not a register value (use 0x-prefixed hex like 0x1FD, or decimal like 509)"
         ) from None
     if value > U32_MAX:
         raise InputError(field, f"{text!r} does not fit in 32 bits")
@@ -216,9 +209,16 @@ def parse_register(text: str, field: str) -> int:
 
 
 def parse_leaf(text: str, field: str = "--cpuid") -> Cpuid8000001F:
-    """Parse ``EAX:EBX:ECX:EDX`` (``-`` also accepted as separator, as dumps print it)."""
-    parts = re.split(r"[:\-]", text.strip())
+    """Parse ``EAX:EBX:ECX:EDX`` (each 0x-hex or decimal), or a CPUID dump's ``EAX-EBX-ECX-EDX``
+    (four groups of eight hex digits, as AIDA64/InstLatx64 dumps print them)."""
+    stripped = text.strip()
+    dump = stripped.split("-")
+    if len(dump) == 4 and all(_DUMP_HEX.fullmatch(p) for p in dump):
+        return Cpuid8000001F(*(int(p, 16) for p in dump))
+    parts = stripped.split(":")
     if len(parts) != 4:
-        raise InputError(field, f"{text!r} must be four registers EAX:EBX:ECX:EDX")
+        raise InputError(
+            field, f"{text!r} must be four registers EAX:EBX:ECX:EDX (or a dump's EAX-EBX-ECX-EDX)"
+        )
     regs = [parse_register(p, f"{field} {name.upper()}") for p, name in zip(parts, _REG_NAMES, strict=True)]
     return Cpuid8000001F(*regs)

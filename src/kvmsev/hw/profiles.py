@@ -85,7 +85,9 @@ def _expect(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
 def _register(data: dict[str, Any], key: str, where: str) -> int:
     value = data.get(key)
     if isinstance(value, int) and not isinstance(value, bool):
-        return parse_register(str(value), f"{where}: {key}")
+        if not 0 <= value <= 0xFFFF_FFFF:
+            raise InputError(f"{where}: {key}", f"{value} does not fit in 32 bits")
+        return value
     if isinstance(value, str):
         return parse_register(value, f"{where}: {key}")
     raise InputError(f"{where}: {key}", f"expected a register value, got {value!r}")

@@ -1,0 +1,131 @@
+"""The recorded-host format: a directory tree that looks like a host's /proc, /sys, /dev, /boot
+and /etc, plus what cannot be a file (ioctl answers, MSRs, CPUID) in ``.kvmsev/probe.json``.
+
+``kvmsev probe --capture DIR`` writes it from a real host, ``kvmsev boot --export-root DIR`` from a
+model host, and ``kvmsev probe --root DIR`` reads either. Layout (every file optional; a missing
+file means the host did not have it):
+
+```
+proc/cpuinfo  proc/cmdline  proc/sys/kernel/osrelease  boot/config-RELEASE
+sys/module/kvm_amd/parameters/{sev,sev_es,npt,nested}   sys/module/kvm_intel/
+sys/fs/cgroup/misc.capacity  sys/fs/cgroup/misc.current
+sys/devices/system/cpu/{online,present}
+etc/modprobe.d/*.conf
+dev/kvm  dev/sev                 (empty marker files)
+.kvmsev/probe.json               see PROBE_KEYS
+.kvmsev/dmesg.txt                the kernel log, when it was readable
+```
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kvmsev.host.host import Host
+from kvmsev.host.report import kvm_view
+
+FORMAT = "kvmsev.root/1"
+
+#: keys of .kvmsev/probe.json; each value may be null with a sibling "<key>_reason"
+PROBE_KEYS = (
+    "format",
+    "uid",
+    "cpuid",  # {"0x8000001f": [eax, ebx, ecx, edx], "0x0": [...], "0x1": [...]}
+    "msr",  # {"0xc0010010": value}
+    "kvm_api_version",
+    "kvm_supported_cpuid_8000001f",  # [eax, ebx, ecx, edx]
+    "sev_platform_status",  # {"api_major", "api_minor", "state", "flags", "build", "guest_count"}
+    "dev",  # {"/dev/sev": {"mode": "0600", "readable": bool, "writable": bool}, "/dev/kvm": {...}}
+    "rlimit_memlock",  # [soft, hard] in bytes (-1 = unlimited)
+)
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _cpu_list(n: int, online: int) -> str:
+    """A kernel CPU list (``0-3,8``) of the set bits of ``online`` below ``n``."""
+    ranges: list[str] = []
+    c = 0
+    while c < n:
+        if online >> c & 1:
+            start = c
+            while c + 1 < n and online >> (c + 1) & 1:
+                c += 1
+            ranges.append(str(start) if start == c else f"{start}-{c}")
+        c += 1
+    return ",".join(ranges) + "\n"
+
+
+KERNEL_RELEASE = {"v5.12": "5.12.0-kvmsev", "v5.13": "5.13.0-kvmsev"}
+
+
+def export(host: Host, root: Path) -> None:
+    """Render a booted model host (kvm_amd loaded or not) in the recorded-host format."""
+    cfg = host.config
+    profile = cfg.profile
+    leaf = cfg.platform.leaf
+    release = KERNEL_RELEASE.get(cfg.source.kernel, cfg.source.kernel)
+    flags = ["fpu", "svm", "npt", *host.features.cpuinfo_flags]
+    cpuinfo = "".join(
+        f"processor\t: {c}\nvendor_id\t: {profile.vendor}\ncpu family\t: {profile.family}\n"
+        f"model\t\t: {profile.model}\nmodel name\t: {profile.model_name}\nflags\t\t: {' '.join(flags)}\n\n"
+        for c in range(min(cfg.nr_cpus, 4))
+    )
+    _write(root, "proc/cpuinfo", cpuinfo)
+    # --param words go on the kernel command line: modprobe reads them from there the same way
+    params = [w if w.startswith(("kvm_amd.", "kvm-amd.")) else f"kvm_amd.{w}" for w in cfg.source.params]
+    words = [f"BOOT_IMAGE=/vmlinuz-{release}", cfg.source.cmdline.strip(), *params]
+    _write(root, "proc/cmdline", " ".join(w for w in words if w) + "\n")
+    _write(root, "proc/sys/kernel/osrelease", release + "\n")
+    _write(root, f"boot/config-{release}", "".join(f"{k}={v}\n" for k, v in cfg.kconfig.as_dict().items()))
+    online = _cpu_list(cfg.nr_cpus, host.env.online)
+    _write(root, "sys/devices/system/cpu/online", online)
+    _write(root, "sys/devices/system/cpu/present", _cpu_list(cfg.nr_cpus, (1 << cfg.nr_cpus) - 1))
+    view = kvm_view(host)
+    for name, text in view["sysfs"].items():  # type: ignore[attr-defined]
+        _write(root, f"sys/module/kvm_amd/parameters/{name}", text + "\n")
+    capacity = host.env.misc.capacity_file()
+    if capacity is not None:
+        _write(root, "sys/fs/cgroup/misc.capacity", capacity)
+    if host.kvm is not None:
+        _write(root, "dev/kvm", "")
+    if host.env.psp.present:
+        _write(root, "dev/sev", "")
+    status = host.env.psp.platform_status()
+    supported = host.supported_cpuid_8000001f()
+    probe: dict[str, Any] = {
+        "format": FORMAT,
+        "uid": 0,
+        "cpuid": {"0x8000001f": [leaf.eax, leaf.ebx, leaf.ecx, leaf.edx]},
+        "msr": {"0xc0010010": cfg.platform.msrs.syscfg},
+        "kvm_api_version": 12 if host.kvm is not None else None,
+        "kvm_api_version_reason": None if host.kvm is not None else "/dev/kvm does not exist",
+        "kvm_supported_cpuid_8000001f": None
+        if supported is None
+        else [supported.eax, supported.ebx, supported.ecx, supported.edx],
+        "sev_platform_status": status.out if status.ok else None,
+        "sev_platform_status_reason": None if status.ok else "/dev/sev does not exist",
+        "dev": {
+            **(
+                {"/dev/kvm": {"mode": "0666", "readable": True, "writable": True}}
+                if host.kvm is not None
+                else {}
+            ),
+            **(
+                {"/dev/sev": {"mode": "0600", "readable": True, "writable": True}}
+                if host.env.psp.present
+                else {}
+            ),
+        },
+        "rlimit_memlock": [cfg.source.memlock_limit, cfg.source.memlock_limit],
+    }
+    _write(root, ".kvmsev/probe.json", json.dumps(probe, indent=1) + "\n")
+    log = [line for line in host.features.boot_dmesg()]
+    log += [str(e["text"]) for e in host.env.trace.events if e["kind"] == "dmesg"]
+    _write(root, ".kvmsev/dmesg.txt", "".join(line + "\n" for line in log))

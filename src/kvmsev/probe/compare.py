@@ -1,0 +1,71 @@
+"""Model vs reality: what the model predicts for this host against what the host shows.
+
+Compared: the ``kvm_amd`` sysfs parameter texts, ``misc.capacity``, the kernel's SEV and NPT log
+lines, and KVM_GET_SUPPORTED_CPUID's leaf 0x8000001F. Every disagreement says whether it looks
+like a finding about the host or a gap in the model: on the kernels the model covers (5.12,
+5.13) the model is trusted; on newer kernels the difference is expected where they changed
+(6.5 log format, PSP probe at load, newer CPUID masking) and blamed on the model's coverage.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvmsev.probe.model import Prediction, kernel_version
+from kvmsev.probe.observe import Observation
+
+_RELEVANT = re.compile(r"(SEV|Nested Paging|kvm_amd:|misc controller)")
+_TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+
+
+def _log_lines(lines: list[str]) -> list[str]:
+    return [_TIMESTAMP.sub("", line) for line in lines if _RELEVANT.search(line)]
+
+
+def _suspect(obs: Observation) -> tuple[str, str]:
+    version = kernel_version(obs.release)
+    if version is not None and version > (5, 13):
+        return "model", f"kernel {obs.release} is newer than the modeled 5.13 behaviour"
+    if version is not None and version < (5, 12):
+        return "model", f"kernel {obs.release} is older than the modeled 5.12 behaviour"
+    return "host", "the model covers this kernel; the host differs (distribution patches, or a host problem)"
+
+
+def compare(obs: Observation, pred: Prediction | None) -> dict[str, list[dict[str, Any]]]:
+    agree: list[dict[str, Any]] = []
+    disagree: list[dict[str, Any]] = []
+    if pred is None:
+        return {"agree": agree, "disagree": disagree}
+    report = pred.report
+    suspect, why = _suspect(obs)
+
+    def judge(item: str, observed: Any, predicted: Any) -> None:
+        if observed == predicted:
+            agree.append({"item": item, "value": observed})
+        else:
+            disagree.append(
+                {"item": item, "observed": observed, "predicted": predicted, "suspect": suspect, "why": why}
+            )
+
+    if obs.kvm_amd_loaded:
+        for name in sorted(set(obs.sysfs) | set(report["sysfs"])):
+            judge(f"sysfs {name}", obs.sysfs.get(name), report["sysfs"].get(name))
+    if obs.misc_capacity is not None or report["misc_capacity_file"] not in (None, ""):
+        judge("misc.capacity", obs.misc_capacity, report["misc_capacity_file"])
+    if obs.supported_cpuid_8000001f is not None:
+        predicted = report["supported_cpuid_8000001f"]
+        judge(
+            "KVM_GET_SUPPORTED_CPUID 0x8000001F",
+            obs.supported_cpuid_8000001f,
+            None if predicted is None else [predicted[r] for r in ("eax", "ebx", "ecx", "edx")],
+        )
+    if obs.dmesg is not None and obs.kvm_amd_loaded:
+        judge(
+            "kernel log (SEV and NPT lines)",
+            _log_lines(obs.dmesg),
+            _log_lines(report["boot_dmesg"] + report["dmesg"]),
+        )
+    if pred.syscfg_inferred:
+        agree.append({"item": "note", "value": "SYSCFG was inferred from the kernel's CPU flags"})
+    return {"agree": agree, "disagree": disagree}

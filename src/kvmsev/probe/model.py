@@ -1,0 +1,104 @@
+"""From what was read to the model's boot configuration, and the model's prediction.
+
+Profile: synthesised from the observed CPUID 0x8000001F (exact, so no BIOS options are needed),
+SYSCFG (read, or inferred from the kernel's ``sme``/``sev`` flags, which the kernel clears when
+SMEE is off) and whether the SEV firmware answered (``/dev/sev``). Kernel preset: ``v5.12`` for
+kernels before 5.13, ``v5.13`` otherwise (newer kernels are compared against 5.13 behaviour and
+disagreements are blamed on the model's coverage). Kconfig from the kernel's config file;
+``kvm_amd`` options from the command line and /etc/modprobe.d.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kvmsev.errors import InputError
+from kvmsev.host.config import HostConfig, resolve
+from kvmsev.host.host import Host
+from kvmsev.host.report import boot_dict, kvm_view
+from kvmsev.hw import profiles
+from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT
+from kvmsev.kernel import kconfig
+from kvmsev.probe.observe import Observation, cpu_count
+
+
+def kernel_version(release: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def preset_for(release: str | None) -> str:
+    version = kernel_version(release)
+    return "v5.12" if version is not None and version < (5, 13) else "v5.13"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    config: HostConfig
+    report: dict[str, Any]
+    syscfg_inferred: bool
+
+
+def predict(obs: Observation) -> Prediction | None:
+    """Boot the model as this host; None when it cannot be modeled (not AMD, no CPUID leaf)."""
+    if not obs.is_amd or obs.cpuid_8000001f is None:
+        return None
+    eax, ebx, ecx, edx = obs.cpuid_8000001f
+    inferred = obs.syscfg is None
+    if obs.syscfg is not None:
+        syscfg = obs.syscfg
+    else:
+        syscfg = SYSCFG_MEM_ENCRYPT if ("sme" in obs.flags or "sev" in obs.flags or not eax & 3) else 0
+    threads = cpu_count(obs.cpus_present) or 1
+    profile = profiles.from_dict(
+        {
+            "name": "probed-host",
+            "model_name": obs.model_name or "unknown AMD processor",
+            "vendor": "AuthenticAMD",
+            "family": obs.family or 0,
+            "model": obs.model or 0,
+            "threads": min(threads, profiles.MAX_CPUS),
+            "cpuid_8000001f": {"eax": eax, "ebx": ebx, "ecx": ecx, "edx": edx},
+            "syscfg": syscfg,
+            "hwcr": 1,
+            "sev_firmware": obs.dev_sev is not None,
+            "sources": {"cpuid_8000001f": "read from this host"},
+        },
+        "probed host",
+    )
+    config_words = []
+    if obs.kconfig is not None:
+        for symbol in kconfig.SYMBOLS:
+            if symbol in obs.kconfig:
+                config_words.append(f"{symbol}={'y' if obs.kconfig[symbol] in ('y', 'm') else 'n'}")
+    params = tuple(f"kvm_amd.{w}" for w in obs.modprobe_options)
+    config = HostConfig(
+        profile="probed-host",
+        kernel=preset_for(obs.release),
+        cmdline=obs.cmdline or "",
+        params=params,
+        config=tuple(config_words),
+        cpus=min(threads, profiles.MAX_CPUS),
+    )
+    try:
+        resolved = resolve(config, profile=profile)
+    except InputError:
+        return None
+    host = Host.boot(resolved)
+    online = cpu_count(obs.cpus_online)
+    if obs.cpus_online and online is not None and online < threads:
+        host.env.online = _mask(obs.cpus_online)
+    load = host.load_kvm_amd()
+    report = boot_dict(host, load, None, kvm_view(host))
+    return Prediction(config, report, inferred)
+
+
+def _mask(cpu_list: str) -> int:
+    mask = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        for c in range(int(lo), int(hi or lo) + 1):
+            mask |= 1 << c
+    return mask
