@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kvmsev.errors import InputError
+
 KVM_GET_API_VERSION = 0xAE00
 KVM_GET_SUPPORTED_CPUID = 0xC008AE05
 SEV_ISSUE_CMD = 0xC0105300
@@ -64,7 +66,9 @@ class HostReader:
                 try:
                     self._recorded = json.loads(probe.read_text())
                 except (OSError, json.JSONDecodeError) as exc:
-                    raise ValueError(f"{probe}: not a kvmsev probe record ({exc})") from None
+                    raise InputError("--root", f"{probe} is not a kvmsev probe record ({exc})") from None
+                if not isinstance(self._recorded, dict):
+                    raise InputError("--root", f"{probe} is not a kvmsev probe record (not an object)")
 
     # -- files ----------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
