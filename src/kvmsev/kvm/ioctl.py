@@ -226,12 +226,9 @@ def sev_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     return 0
 
 
-def sev_issue_cmd(env: KernelEnv, vm: Vm, cmd: Cmd, call: CommandResult | None) -> int:
-    """``sev_issue_cmd(kvm, ...)``: through ``sev->fd``; ``call`` is evaluated only when valid."""
-    raise NotImplementedError  # replaced below by _issue (kept for the docstring's grep-ability)
-
-
 def _issue_ok(env: KernelEnv, vm: Vm) -> bool:
+    """``sev_issue_cmd(kvm, ...)`` goes through ``sev->fd``, saved by LAUNCH_START: False means
+    the driver answers -EBADF without reaching the firmware (before that it is fd 0)."""
     return _dev_sev(env, vm.fd)
 
 
