@@ -290,6 +290,10 @@ def _kvm(obs: Observation, pred: Prediction | None, out: list[Check]) -> None:
                 PASS if ok else WARN,
                 cat,
                 f"EAX={adv.eax:#x} ({' '.join(adv.features) or 'nothing'})",
+                None
+                if ok
+                else "KVM has SEV on but does not advertise it: VMMs that read this leaf "
+                "(QEMU, libvirt) will not offer SEV guests",
             )
         )
 
