@@ -36,14 +36,28 @@ def cpuinfo(root: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-Mutation = Callable[[Path], None]
+Mutation = Callable[[Path], object]
+
+
+def seq(*steps: Mutation) -> Mutation:
+    def run(root: Path) -> None:
+        for step in steps:
+            step(root)
+
+    return run
+
+
 CASES: list[tuple[str, str, Mutation]] = [
     ("EPYC processor", "WARN", lambda r: cpuinfo(r, "AMD EPYC 9124 16-Core Processor", "AMD Ryzen 9 3950X")),
     ("SEV in CPUID", "FAIL", lambda r: edit_probe(r, cpuid={"0x8000001f": [1, 0xB3, 0, 0]})),
-    ("SEV in CPUID", "SKIP", lambda r: (edit_probe(r, cpuid=None), cpuinfo(r, " sev", ""))),
+    ("SEV in CPUID", "SKIP", seq(lambda r: edit_probe(r, cpuid=None), lambda r: cpuinfo(r, " sev", ""))),
     ("SEV-ES in CPUID", "FAIL", lambda r: edit_probe(r, cpuid={"0x8000001f": [3, 0x16F, 4, 3]})),
     ("Memory encryption (SMEE)", "FAIL", lambda r: edit_probe(r, msr={"0xc0010010": 0})),
-    ("Memory encryption (SMEE)", "FAIL", lambda r: (edit_probe(r, msr=None), cpuinfo(r, " sev", ""))),
+    (
+        "Memory encryption (SMEE)",
+        "FAIL",
+        seq(lambda r: edit_probe(r, msr=None), lambda r: cpuinfo(r, " sev", "")),
+    ),
     ("SEV ASIDs", "FAIL", lambda r: edit_probe(r, cpuid={"0x8000001f": [0xB, 0x16F, 0, 1]})),
     ("ASID split", "FAIL", lambda r: edit_probe(r, cpuid={"0x8000001f": [0xB, 0x16F, 4, 9]})),
     ("SEV-ES ASID space", "FAIL", lambda r: edit_probe(r, cpuid={"0x8000001f": [0xB, 0x16F, 4, 1]})),
