@@ -157,6 +157,15 @@ def sev_preconditions(host: Host) -> list[str]:
     return out
 
 
+def teardown_clean(host: Host) -> list[str]:
+    """Unloading kvm_amd freed everything it allocated and issued no failing firmware command."""
+    return list(host.env.unclean_teardowns)
+
+
+def no_oops(host: Host) -> list[str]:
+    return [] if host.crashed is None else [host.crashed]
+
+
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "asid_single_owner",
@@ -205,6 +214,18 @@ INVARIANTS: tuple[Invariant, ...] = (
         "SEV enabled implies NPT, SEV ASIDs and SEV firmware.",
         "fa13680f5668; sev_hardware_setup",
         sev_preconditions,
+    ),
+    Invariant(
+        "teardown_clean",
+        "Unloading kvm_amd leaves no allocation behind and issues no firmware command that fails.",
+        "f31b88b35f90, 469bb32b68d5; sev_hardware_teardown",
+        teardown_clean,
+    ),
+    Invariant(
+        "no_oops",
+        "The kernel never dereferences NULL or otherwise crashes.",
+        "model: KernelOops raised where the real kernel would crash",
+        no_oops,
     ),
 )
 

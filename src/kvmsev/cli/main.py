@@ -7,6 +7,7 @@ tool cannot act on gets one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -14,11 +15,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kvmsev import __version__
+from kvmsev.check import report as check_report
+from kvmsev.check.actions import VM_NAMES, Bounds
+from kvmsev.check.explore import explore
 from kvmsev.cli import render
 from kvmsev.cli.demo import demo
 from kvmsev.cli.style import Style
 from kvmsev.errors import InputError
-from kvmsev.host.config import DEFAULT_KERNEL, DEFAULT_PROFILE, HostConfig
+from kvmsev.host.config import DEFAULT_KERNEL, DEFAULT_PROFILE, HostConfig, resolve
 from kvmsev.host.report import boot_report
 from kvmsev.hw import profiles as profiles_mod
 from kvmsev.hw.cpuid import Cpuid8000001F, parse_register
@@ -51,8 +55,8 @@ def add_host_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("host")
     g.add_argument(
         "--profile",
-        default=DEFAULT_PROFILE,
-        help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; see 'kvmsev profiles')",
+        default=None,
+        help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; check: lab; see 'kvmsev profiles')",
     )
     g.add_argument(
         "--cpuid",
@@ -110,9 +114,9 @@ def add_host_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def host_config(args: argparse.Namespace) -> HostConfig:
+def host_config(args: argparse.Namespace, default_profile: str = DEFAULT_PROFILE) -> HostConfig:
     return HostConfig(
-        profile=args.profile,
+        profile=args.profile or default_profile,
         cpuid=args.cpuid,
         kernel=args.kernel,
         apply=tuple(args.apply),
@@ -170,6 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON report (docs/json.md)")
 
     p = sub.add_parser(
+        "check", help="explore every sequence of entry points up to a bound; check the invariants"
+    )
+    add_host_options(p)
+    p.add_argument("--depth", type=_positive_int, default=12, help="moves per path (default 12)")
+    p.add_argument("--vms", type=_positive_int, default=1, help="VMs alive at once (default 1)")
+    p.add_argument("--vcpus", type=_positive_int, default=1, help="vCPUs per VM (default 1)")
+    p.add_argument("--faults", action="store_true", help="also explore allocation and firmware failures")
+    p.add_argument("--no-early-runs", action="store_true", help="do not run vCPUs before LAUNCH_FINISH")
+    p.add_argument("--out", metavar="DIR", help="write each counterexample as a scenario file in DIR")
+    p.add_argument("--json", action="store_true", help="print the JSON report (docs/check.md)")
+
+    p = sub.add_parser(
         "probe", help="read this host (or a recorded one), diagnose SEV, compare with the model"
     )
     p.add_argument("--root", metavar="DIR", help="read a recorded host from DIR instead of this machine")
@@ -208,15 +224,48 @@ def run(argv: Sequence[str]) -> int:
         scenario = scenario_schema.override(scenario, args.kernel, args.apply, args.revert, args.seed)
         report = scenario_runner.run(scenario)
         _emit(report, args.json, scenario_render.trace(report, style))
+    elif args.command == "check":
+        config = host_config(args, default_profile="lab")
+        if args.cpus is None and config.profile != "lab":
+            config = dataclasses.replace(config, cpus=2)  # small by default: the explorer is exhaustive
+        resolve(config)
+        if not 1 <= args.vms <= len(VM_NAMES) or args.vcpus > 4 or args.depth > 64:
+            raise InputError(
+                "--vms/--vcpus/--depth", f"bounds are 1..{len(VM_NAMES)} VMs, 1..4 vCPUs, depth 1..64"
+            )
+        bounds = Bounds(
+            depth=args.depth,
+            vms=args.vms,
+            vcpus=args.vcpus,
+            faults=args.faults,
+            early_runs=not args.no_early_runs,
+        )
+        progress = None
+        if sys.stderr.isatty() and not args.json:
+
+            def progress(depth: int, states: int, frontier: int) -> None:
+                print(
+                    f"\rdepth {depth}: {states} states, frontier {frontier}   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        result = explore(config, bounds, progress)
+        if progress is not None:
+            print(file=sys.stderr)
+        report = check_report.as_dict(result, Path(args.out) if args.out else None)
+        _emit(report, args.json, check_report.human(report, style))
+        return 0 if result.holds else 1
     elif args.command == "probe":
         root = args.root or "/"
         if args.root is not None and not Path(args.root).is_dir():
             raise InputError("--root", f"{args.root} is not a directory")
         if args.capture:
             probe_run.capture(args.capture, root)
-        result = probe_run.probe(root)
-        _emit(result, args.json, probe_render.tree(result, style))
-        return 1 if result["summary"]["failed"] else 0
+        probed = probe_run.probe(root)
+        _emit(probed, args.json, probe_render.tree(probed, style))
+        return 1 if probed["summary"]["failed"] else 0
     elif args.command == "demo":
         print(demo(style))
     return 0

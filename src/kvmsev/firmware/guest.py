@@ -79,6 +79,22 @@ class GuestContext:
     def es(self) -> bool:
         return bool(self.policy & POLICY_ES)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> GuestContext:
+        """Copy with the running digest duplicated (``hashlib`` objects copy, they do not pickle)."""
+        return GuestContext(
+            self.handle,
+            self.policy,
+            self.vek,
+            self.tek,
+            self.tik,
+            self.state,
+            self.asid,
+            self.activation,
+            None if self.ld is None else self.ld.copy(),
+            self.digest,
+            self.measure,
+        )
+
 
 def measure(tik: bytes, api: tuple[int, int, int], policy: int, digest: bytes, mnonce: bytes) -> bytes:
     """HMAC-SHA256 of the measurement context (firmware reference §5.2)."""

@@ -150,6 +150,19 @@ class Psp:
     asid_owner: dict[int, int] = field(default_factory=dict)
     #: externally owned (PEK_CERT_IMPORT done) rather than self-owned
     owned: bool = False
+    #: injected faults: the next command of each kind fails with the given status, changing
+    #: nothing (the checker's "firmware failures" choices; never set by the model itself)
+    faults: dict[Command, Status] = field(default_factory=dict)
+
+    #: the command whose last failure was injected (so observers can tell it from a real one)
+    injected: Command | None = None
+
+    def _fault(self, command: Command) -> CommandResult | None:
+        status = self.faults.pop(command, None) if self.faults else None
+        if status is None:
+            return None
+        self.injected = command
+        return _r(command, status)
 
     # -- helpers ------------------------------------------------------------------------------
     def _absent(self, command: Command) -> CommandResult | None:
@@ -262,6 +275,8 @@ class Psp:
 
     def df_flush(self) -> CommandResult:
         """DF_FLUSH: dirty ASIDs become clean when every enabled thread did WBINVD."""
+        if self.present and (fault := self._fault(Command.DF_FLUSH)) is not None:
+            return fault
         if not self.present:
             return CommandResult(Command.DF_FLUSH, _ENODEV, None)
         if self.state is PlatformState.UNINIT:
@@ -275,6 +290,8 @@ class Psp:
     # -- guest commands -----------------------------------------------------------------------
     def launch_start(self, handle: int, policy: int, session: Session | None) -> CommandResult:
         """LAUNCH_START (§2.1): on success ``out`` is the new handle."""
+        if self.present and (fault := self._fault(Command.LAUNCH_START)) is not None:
+            return fault
         if (absent := self._absent(Command.LAUNCH_START)) is not None:
             return absent
         cmd = Command.LAUNCH_START
@@ -310,6 +327,8 @@ class Psp:
 
     def activate(self, handle: int, asid: int) -> CommandResult:
         """ACTIVATE (§3.2), checks in the firmware's order."""
+        if self.present and (fault := self._fault(Command.ACTIVATE)) is not None:
+            return fault
         if (absent := self._absent(Command.ACTIVATE)) is not None:
             return absent
         cmd = Command.ACTIVATE
@@ -483,6 +502,8 @@ class Psp:
 
     def deactivate(self, handle: int) -> CommandResult:
         """DEACTIVATE: an in-use ASID becomes dirty (and every WBINVD_DONE flag clears)."""
+        if self.present and (fault := self._fault(Command.DEACTIVATE)) is not None:
+            return fault
         cmd = Command.DEACTIVATE
         guest = self._working_guest(cmd, handle)
         if isinstance(guest, CommandResult):
@@ -503,6 +524,8 @@ class Psp:
 
     def decommission(self, handle: int) -> CommandResult:
         """DECOMMISSION: the ASID must be released first (ACTIVE); the last guest -> INIT."""
+        if self.present and (fault := self._fault(Command.DECOMMISSION)) is not None:
+            return fault
         cmd = Command.DECOMMISSION
         guest = self._working_guest(cmd, handle)
         if isinstance(guest, CommandResult):

@@ -124,6 +124,7 @@ class Host:
         if self.kvm is None:
             raise RuntimeError("kvm_amd is not loaded")
         mark = self.env.trace.mark()
+        failures = self.env.df_flush_failures
         oops: str | None = None
         try:
             svm.unload(self.env, self.kvm)
@@ -131,6 +132,10 @@ class Host:
             self._crash(exc)
             oops = exc.line
         self.kvm = None
+        if self.env.alloc.live:
+            self.env.unclean_teardowns.append(f"kvm_amd unload left {sorted(self.env.alloc.live)} allocated")
+        if self.env.df_flush_failures != failures:
+            self.env.unclean_teardowns.append("kvm_amd unload issued a DF_FLUSH that failed")
         self.history.append("unload")
         firmware = tuple(
             {k: v for k, v in e.items() if k != "kind"} for e in self.env.trace.since(mark, "fw")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kvmsev.errors import Errno
 from kvmsev.firmware import aes
 from kvmsev.firmware.guest import GuestState, Session, secret_header_mac
+from kvmsev.firmware.status import Command, Status
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MAX
 from kvmsev.kernel.usermem import AddressSpace
@@ -271,13 +272,26 @@ def module_unload(host: Host) -> Outcome:
     return Outcome(0, 0, {"flushed": result.flushed, "leaked_bytes": result.leaked_bytes})
 
 
-def module_load(host: Host) -> Outcome:
-    """``modprobe kvm_amd``: nothing to do when loaded (modprobe succeeds silently)."""
+def module_load(host: Host, fail_alloc: str | None = None) -> Outcome:
+    """``modprobe kvm_amd``: nothing to do when loaded (modprobe succeeds silently).
+
+    ``fail_alloc`` (fault injection) makes that allocation site fail during this load only.
+    """
     if host.kvm is not None:
         return Outcome()
+    if fail_alloc is not None:
+        host.env.alloc.fail_sites.add(fail_alloc)
     load = host.load_kvm_amd()
+    if fail_alloc is not None:
+        host.env.alloc.fail_sites.discard(fail_alloc)
     return Outcome(
         0 if load.loaded else -int(load.error or Errno.EINVAL),
         0,
         {"sev_enabled": host.kvm.sev_enabled if host.kvm else False},
     )
+
+
+def fw_fault(host: Host, command: str, status: str = "HWSEV_RET_UNSAFE") -> Outcome:
+    """Fault injection: the next firmware command ``command`` fails with ``status``."""
+    host.env.psp.faults[Command[command]] = Status[status]
+    return Outcome()

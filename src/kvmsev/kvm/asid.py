@@ -81,7 +81,9 @@ def sev_asid_new(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> int:
     bitmap = kvm.sev_asid_bitmap or 0
     pos = _first_zero_from(bitmap, max(min_pos, 0))
     if pos >= max_pos:
+        env.exhausted += 1
         if sev_recycle_asids(env, kvm, min_pos, max_pos):
+            env.recycles += 1
             bitmap = kvm.sev_asid_bitmap or 0
             pos = _first_zero_from(bitmap, max(min_pos, 0))
         if pos >= max_pos:

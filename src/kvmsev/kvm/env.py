@@ -35,9 +35,14 @@ class Garbage:
 
     seed: int = 0
     fixed: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: values the checker chose for entries of the current arrays (cleared when new arrays are
+    #: allocated: a new kmalloc holds new garbage)
+    resolved: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def __call__(self, cpu: int, index: int) -> int:
-        value = self.fixed.get((cpu, index))
+        value = self.resolved.get((cpu, index))
+        if value is None:
+            value = self.fixed.get((cpu, index))
         if value is not None:
             return value
         digest = hashlib.blake2b(f"{self.seed}:{cpu}:{index}".encode(), digest_size=8).digest()
@@ -107,6 +112,13 @@ class KernelEnv:
     #: (cpu, asid, stale owner serial, entering serial) for every VMRUN that kept another
     #: vCPU's TLB entries
     breaches: list[tuple[int, int, int, int]] = field(default_factory=list)
+    #: how often an allocation found its range full, and how often recycling freed ASIDs
+    #: (observations for the checker's "sometimes" properties; not kernel state)
+    exhausted: int = 0
+    recycles: int = 0
+    df_flush_failures: int = 0
+    #: kvm_amd unloads whose teardown left allocations behind or issued a failing firmware command
+    unclean_teardowns: list[str] = field(default_factory=list)
 
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]

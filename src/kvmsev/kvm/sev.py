@@ -9,6 +9,7 @@ printed with no prefix: sev.c defines no ``pr_fmt`` in 5.12/5.13, so real logs r
 from __future__ import annotations
 
 from kvmsev.errors import Errno
+from kvmsev.firmware.status import Command
 from kvmsev.hw import cpuid
 from kvmsev.kernel import kconfig
 from kvmsev.kernel.alloc import POINTER_SIZE, bitmap_bytes
@@ -141,6 +142,10 @@ def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, min_pos: int = 0, max_pos: int 
     result = env.psp.df_flush()
     env.trace.fw(result)
     if result.ret:
+        if env.psp.injected is Command.DF_FLUSH:
+            env.psp.injected = None
+        else:
+            env.df_flush_failures += 1
         error = 0 if result.status is None else int(result.status)
         env.trace.dmesg(f"SEV: DF_FLUSH failed, ret={result.ret}, error={c_hex_alt(error)}")
     return result.ret
@@ -183,6 +188,7 @@ def alloc_sev_vmcbs(env: KernelEnv, kvm: KvmAmd, cpu: int) -> bool:
     if not env.alloc.alloc(f"sev_vmcbs[{cpu}]", entries * POINTER_SIZE):
         return False
     if kvm.sev_vmcbs is None:
+        env.garbage.resolved.clear()
         kvm.sev_vmcbs = SevVmcbs(entries, env.behaviour.sev_vmcbs_zeroed, env.garbage)
     kvm.sev_vmcbs_cpus += 1
     return True

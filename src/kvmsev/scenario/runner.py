@@ -13,8 +13,9 @@ from typing import Any
 from kvmsev.check.invariants import BY_NAME, violations
 from kvmsev.errors import Errno, InputError
 from kvmsev.firmware.guest import Session
-from kvmsev.firmware.status import Status
+from kvmsev.firmware.status import Command, Status
 from kvmsev.host import ops
+from kvmsev.host.config import FAIL_SITES
 from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.kernel.misc_cgroup import RESOURCES
@@ -61,6 +62,17 @@ def _check_refs(host: Host, step: Step) -> None:
         parent = path.rsplit("/", 1)[0] or "/"
         if parent not in host.env.misc.groups:
             raise InputError(f"{where}.cgroup", f"parent {parent!r} does not exist")
+    if step.op == "fw_fault":
+        if a["cmd"] not in Command.__members__:
+            raise InputError(f"{where}.cmd", f"unknown firmware command {a['cmd']!r}")
+        if a.get("status", "HWSEV_RET_UNSAFE") not in Status.__members__:
+            raise InputError(f"{where}.status", f"unknown firmware status {a.get('status')!r}")
+    if step.op == "module_load" and a.get("fail_alloc") not in (
+        None,
+        *FAIL_SITES,
+        *(f"sev_vmcbs[{c}]" for c in range(host.env.nr_cpus)),
+    ):
+        raise InputError(f"{where}.fail_alloc", f"unknown allocation site {a['fail_alloc']!r}")
     if step.op == "cgroup_set_max":
         if a["cgroup"] not in host.env.misc.groups or a["cgroup"] == "/":
             raise InputError(f"{where}.cgroup", f"no non-root cgroup {a['cgroup']!r}")
@@ -127,7 +139,9 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
     if op == "module_unload":
         return ops.module_unload(host)
     if op == "module_load":
-        return ops.module_load(host)
+        return ops.module_load(host, a.get("fail_alloc"))
+    if op == "fw_fault":
+        return ops.fw_fault(host, a["cmd"], a.get("status", "HWSEV_RET_UNSAFE"))
     raise AssertionError(op)
 
 

@@ -79,7 +79,8 @@ OPS: dict[str, dict[str, tuple[str, bool]]] = {
     "cgroup_create": {"cgroup": ("str", True)},
     "cgroup_set_max": {"cgroup": ("str", True), "resource": ("str", True), "max": ("intmax", True)},
     "module_unload": {},
-    "module_load": {},
+    "module_load": {"fail_alloc": ("str", False)},
+    "fw_fault": {"cmd": ("str", True), "status": ("str", False)},
 }
 
 HOST_FIELDS: dict[str, str] = {

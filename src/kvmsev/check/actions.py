@@ -1,0 +1,164 @@
+"""The explorer's moves: the entry points a user of the real system has, plus injected faults.
+
+Enumeration is bounded (VMs, vCPUs per VM) and skips only calls that cannot change anything the
+first time they are made pointless by the state (e.g. LAUNCH_MEASURE when the firmware guest is not
+in LUPDATE); everything else -- including calls that fail with an errno -- is a move. Memory
+contents never steer a decision, so data-carrying calls are explored without data.
+
+Uninitialised ``sev_vmcbs`` entries are adversarial: the first VM entry that reads one branches
+into "it happens to equal this vCPU's VMCB" and "it does not".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kvmsev.firmware.guest import GuestState
+from kvmsev.firmware.status import Command, Status
+from kvmsev.host import ops
+from kvmsev.host.host import Host
+from kvmsev.kvm.ioctl import SevCmd
+
+VM_NAMES = ("a", "b", "c", "d", "e", "f")
+ALLOC_FAULTS = ("sev_asid_bitmap", "sev_reclaim_asid_bitmap", "sev_vmcbs[0]")
+FW_FAULTS = (Command.DF_FLUSH, Command.ACTIVATE, Command.DEACTIVATE, Command.DECOMMISSION)
+FAULT_STATUS = Status.HWSEV_RET_UNSAFE
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    depth: int = 12
+    vms: int = 1
+    vcpus: int = 1
+    faults: bool = False
+    #: also run vCPUs before LAUNCH_FINISH (their VMRUN fails: the ASID is not yet valid)
+    early_runs: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    op: str
+    args: tuple[tuple[str, Any], ...] = ()
+    #: value chosen for an uninitialised sev_vmcbs entry this move reads: (cpu, index, value)
+    garbage: tuple[int, int, int] | None = None
+
+    def step(self) -> dict[str, Any]:
+        """The scenario step that replays this move."""
+        out: dict[str, Any] = {"op": self.op}
+        out.update(self.args)
+        return out
+
+    def label(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in self.args)
+        extra = (
+            f" [sev_vmcbs[{self.garbage[1]}] on CPU {self.garbage[0]} = {self.garbage[2]:#x}]"
+            if self.garbage
+            else ""
+        )
+        return f"{self.op} {args}".strip() + extra
+
+
+def _unknown_entry(host: Host, cpu: int, index: int) -> bool:
+    kvm = host.kvm
+    assert kvm is not None
+    vmcbs = kvm.sev_vmcbs
+    if vmcbs is None or vmcbs.zeroed or index in vmcbs.nulled:
+        return False
+    column = vmcbs.columns.get(index)
+    if column is not None and cpu in column:
+        return False
+    garbage = host.env.garbage
+    return (cpu, index) not in garbage.resolved and (cpu, index) not in garbage.fixed
+
+
+def enumerate_actions(host: Host, bounds: Bounds) -> list[Action]:
+    if host.crashed is not None:
+        return []
+    env = host.env
+    kvm = host.kvm
+    online = env.online_cpus()
+    moves: list[Action] = []
+    if kvm is None:
+        moves.append(Action("module_load"))
+        if bounds.faults:
+            moves += [Action("module_load", (("fail_alloc", site),)) for site in ALLOC_FAULTS]
+    else:
+        vms = kvm.vms
+        if len(vms) < bounds.vms:
+            name = next(n for n in VM_NAMES if n not in vms)
+            moves.append(Action("vm_create", (("vm", name),)))
+        for name, vm in vms.items():
+            target = (("vm", name),)
+            if not vm.active:
+                moves.append(Action("sev_init", target))
+                if kvm.sev_es_enabled:
+                    moves.append(Action("sev_es_init", target))
+            elif not vm.handle:
+                moves.append(Action("launch_start", (("vm", name), ("policy", 0x4 if vm.es_active else 0))))
+            else:
+                guest = env.psp.guests.get(vm.handle)
+                if guest is not None and guest.state is GuestState.LUPDATE:
+                    if vm.es_active and any(not v.guest_state_protected for v in vm.vcpus):
+                        moves.append(Action("launch_update_vmsa", target))
+                    moves.append(Action("launch_measure", target))
+                elif guest is not None and guest.state is GuestState.LSECRET:
+                    moves.append(Action("launch_finish", target))
+            if len(vm.vcpus) < bounds.vcpus:
+                moves.append(Action("vcpu_create", target))
+            runnable = bounds.early_runs or not vm.active or env.psp.asid_valid(vm.asid)
+            for vcpu in vm.vcpus if runnable else ():
+                for cpu in online:
+                    args = (("vm", name), ("vcpu", vcpu.index), ("cpu", cpu))
+                    if vm.active and _unknown_entry(host, cpu, vm.asid):
+                        moves.append(Action("vcpu_run", args, (cpu, vm.asid, vcpu.vmcb)))
+                        moves.append(Action("vcpu_run", args, (cpu, vm.asid, 0)))
+                    else:
+                        moves.append(Action("vcpu_run", args))
+            moves.append(Action("vm_destroy", target))
+        if not vms:
+            moves.append(Action("module_unload"))
+    if len(online) > 1:
+        moves += [Action("cpu_offline", (("cpu", c),)) for c in online]
+    moves += [Action("cpu_online", (("cpu", c),)) for c in range(env.nr_cpus) if not env.online >> c & 1]
+    if bounds.faults and env.psp.present and not env.psp.faults:
+        moves += [Action("fw_fault", (("cmd", c.name),)) for c in FW_FAULTS]
+    return moves
+
+
+def apply(host: Host, action: Action) -> ops.Outcome:
+    """Perform ``action`` on ``host`` through the same entry points a scenario uses."""
+    a = dict(action.args)
+    if action.garbage is not None:
+        cpu, index, value = action.garbage
+        host.env.garbage.resolved[(cpu, index)] = value
+    op = action.op
+    if op == "vm_create":
+        return ops.vm_create(host, a["vm"])
+    if op in ("sev_init", "sev_es_init"):
+        return ops.sev_cmd(host, a["vm"], SevCmd.ES_INIT if op == "sev_es_init" else SevCmd.INIT, {})
+    if op == "launch_start":
+        return ops.launch_start(host, a["vm"], a["policy"], 0, None, None)
+    if op == "launch_update_vmsa":
+        return ops.sev_cmd(host, a["vm"], SevCmd.LAUNCH_UPDATE_VMSA, {})
+    if op == "launch_measure":
+        return ops.launch_measure(host, a["vm"], 48)
+    if op == "launch_finish":
+        return ops.sev_cmd(host, a["vm"], SevCmd.LAUNCH_FINISH, {})
+    if op == "vcpu_create":
+        return ops.vcpu_create(host, a["vm"])
+    if op == "vcpu_run":
+        return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
+    if op == "vm_destroy":
+        return ops.vm_destroy(host, a["vm"])
+    if op == "module_unload":
+        return ops.module_unload(host)
+    if op == "module_load":
+        return ops.module_load(host, a.get("fail_alloc"))
+    if op == "cpu_offline":
+        return ops.cpu_offline(host, a["cpu"])
+    if op == "cpu_online":
+        return ops.cpu_online(host, a["cpu"])
+    if op == "fw_fault":
+        return ops.fw_fault(host, a["cmd"])
+    raise AssertionError(op)

@@ -1,0 +1,118 @@
+"""Breadth-first exploration of a modeled host's reachable states.
+
+From a booted host with ``kvm_amd`` loaded, every enabled move (:mod:`kvmsev.check.actions`) is
+applied to a copy of every frontier state; states are deduplicated by their canonical
+fingerprint, every new state is checked against every invariant, and a state that breaks one is
+not expanded further (invariants already broken by the boot itself, such as a CPUID leaf
+advertising too much, do not stop the search). Because the search is breadth-first, the first
+path found to each broken invariant is a shortest one. "Sometimes" properties record whether
+the interesting things happened at all (an allocation found its range full; freed ASIDs were recycled), so that a pass
+means the explorer really reached them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kvmsev.check.actions import Action, Bounds, apply, enumerate_actions
+from kvmsev.check.invariants import BY_NAME, violations
+from kvmsev.check.state import clone, fingerprint
+from kvmsev.host.config import HostConfig
+from kvmsev.host.host import Host
+
+SOMETIMES = {
+    "pool_filled": "Some allocation found its ASID range full.",
+    "asid_recycled": "Some allocation recycled freed ASIDs (WBINVD + DF_FLUSH).",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    detail: str
+    path: tuple[Action, ...]
+
+
+@dataclass(slots=True)
+class Result:
+    config: HostConfig
+    bounds: Bounds
+    states: int = 0
+    transitions: int = 0
+    depth: int = 0
+    complete: bool = False
+    seconds: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    sometimes: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(SOMETIMES, False))
+
+    @property
+    def holds(self) -> bool:
+        return not self.violations
+
+
+def boot(config: HostConfig) -> Host:
+    host = Host.boot(config)
+    host.env.trace.on = False
+    host.load_kvm_amd()
+    return host
+
+
+def explore(
+    config: HostConfig, bounds: Bounds, progress: Callable[[int, int, int], None] | None = None
+) -> Result:
+    """Explore up to ``bounds.depth`` moves; ``progress(depth, states, frontier)`` after each level."""
+    start = time.perf_counter()
+    result = Result(config, bounds)
+    root = boot(config)
+    found: dict[str, Violation] = {}
+
+    def record(host: Host, path: tuple[Action, ...]) -> bool:
+        """Note new violations; True when ``host`` breaks something the boot did not."""
+        broken = violations(host)
+        for name, details in broken.items():
+            if name not in found:
+                found[name] = Violation(name, details[0], path)
+        return any(name not in at_boot for name in broken)
+
+    at_boot: set[str] = set()
+    record(root, ())
+    at_boot = set(found)
+    seen = {fingerprint(root)}
+    result.states = 1
+    frontier: list[tuple[Host, tuple[Action, ...]]] = [(root, ())]
+    depth = 0
+    while frontier and depth < bounds.depth:
+        depth += 1
+        next_frontier: list[tuple[Host, tuple[Action, ...]]] = []
+        for host, path in frontier:
+            exhausted, recycles = host.env.exhausted, host.env.recycles
+            for action in enumerate_actions(host, bounds):
+                child = clone(host)
+                apply(child, action)
+                result.transitions += 1
+                if child.env.exhausted != exhausted:
+                    result.sometimes["pool_filled"] = True
+                if child.env.recycles != recycles:
+                    result.sometimes["asid_recycled"] = True
+                key = fingerprint(child)
+                if key in seen:
+                    continue
+                seen.add(key)
+                child_path = (*path, action)
+                if not record(child, child_path):
+                    next_frontier.append((child, child_path))
+        frontier = next_frontier
+        result.states = len(seen)
+        if progress is not None:
+            progress(depth, result.states, len(frontier))
+    result.depth = depth
+    result.complete = not frontier
+    result.violations = sorted(found.values(), key=lambda v: (len(v.path), v.invariant))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def statement(name: str) -> str:
+    return BY_NAME[name].statement

@@ -1,0 +1,208 @@
+"""Pinned checker results: what each kernel gets wrong, on the smallest configuration that shows it.
+
+``python -m kvmsev.check.results --write`` recomputes every row and rewrites
+``docs/check-results.md``; the test suite recomputes them and compares, so the table cannot drift
+from the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvmsev.check.actions import Bounds
+from kvmsev.check.explore import Result, explore
+from kvmsev.host.config import HostConfig
+
+ONE_SEV_ASID = ("sev_asid_count=3",)  # lab: SEV ASID 3 only, SEV-ES ASIDs 1-2, 2 CPUs
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: str
+    config: HostConfig
+    bounds: Bounds
+    meaning: str
+
+
+def _lab(kernel: str, apply: tuple[str, ...] = (), revert: tuple[str, ...] = (), **extra: Any) -> HostConfig:
+    return HostConfig(profile="lab", kernel=kernel, apply=apply, revert=revert, bios=ONE_SEV_ASID, **extra)
+
+
+SEV_ON = ("kvm_amd.sev=1",)
+FIXES = ("off-by-one-fix", "last-vmentry-cpu-minus-one")
+NO_EARLY = Bounds(depth=16, early_runs=False)
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "v5.12",
+        _lab("v5.12", params=SEV_ON),
+        Bounds(depth=15),
+        "before the series: CPUID advertises what KVM does not support; a recycled ASID runs over stale TLB "
+        "entries; an offline CPU makes the unload flush fail",
+    ),
+    Row(
+        "v5.13",
+        _lab("v5.13"),
+        Bounds(depth=15),
+        "as released: the stale-TLB hole remains (sev_vmcbs[asid-1] cleared instead of [asid], and "
+        "last_vmentry_cpu starting at 0); examples/tlb-stale-vmcb-5.13.yaml is the path",
+    ),
+    Row("v5.13+off-by-one-fix", _lab("v5.13", FIXES[:1]), NO_EARLY, "179c6c27bf48 alone closes it"),
+    Row(
+        "v5.13+last-vmentry-cpu-minus-one",
+        _lab("v5.13", FIXES[1:]),
+        NO_EARLY,
+        "the -1 initialisation alone closes it too (every new vCPU's first entry flushes)",
+    ),
+    Row(
+        "v5.13+both-fixes",
+        _lab("v5.13", FIXES),
+        NO_EARLY,
+        "both 5.14 fixes: tlb_isolation holds within the bound",
+    ),
+    Row(
+        "v5.13+both-fixes, early runs",
+        _lab("v5.13", FIXES),
+        Bounds(depth=16),
+        "a finding under an unverified hardware assumption: KVM_RUN before LAUNCH_FINISH makes a failing "
+        "VMRUN that consumes the flush request (tlb_ctl is reset after VMRUN) while recording the VMCB in "
+        "sev_vmcbs; the next entry then skips the flush. Assumes VMRUN on a not-yet-valid SEV ASID fails "
+        "and performs no TLB_CONTROL flush",
+    ),
+    Row(
+        "01: v5.13-zero-vmcb-array+off-by-one-fix",
+        _lab("v5.13", FIXES[:1], ("zero-vmcb-array",)),
+        Bounds(depth=17, early_runs=False),
+        "3b1902b87bf1's bug is real without the -1 initialisation: after a module reload the uninitialised "
+        "sev_vmcbs entry can equal the reused VMCB, and the first entry on CPU 0 skips the flush over the "
+        "previous instance's TLB entries",
+    ),
+    Row(
+        "01: v5.13-zero-vmcb-array+both-fixes",
+        _lab("v5.13", FIXES, ("zero-vmcb-array",)),
+        Bounds(depth=17, early_runs=False),
+        "with last_vmentry_cpu starting at -1 the uninitialised array cannot cause a missed flush: the "
+        "patch's potential bug is unreachable",
+    ),
+    Row(
+        "03: v5.12 npt=0",
+        _lab("v5.12", params=(*SEV_ON, "kvm_amd.npt=0")),
+        Bounds(depth=4),
+        "SEV enabled without NPT (sev_preconditions, at boot)",
+    ),
+    Row(
+        "03: v5.12+npt-required npt=0",
+        _lab("v5.12", ("npt-required",), params=(*SEV_ON, "kvm_amd.npt=0")),
+        Bounds(depth=4),
+        "fa13680f5668 keeps SEV off without NPT",
+    ),
+    Row(
+        "05: v5.12+cpuid-mask",
+        _lab("v5.12", ("cpuid-mask",), params=SEV_ON),
+        Bounds(depth=4),
+        "d9db0fd6c5c9 stops advertising SME/VM_PAGE_FLUSH and bits KVM has off",
+    ),
+    Row(
+        "15: v5.12 no SEV firmware",
+        HostConfig(profile="ryzen-3950x", kernel="v5.12", params=SEV_ON, cpus=2),
+        Bounds(depth=4),
+        "every unload flushes and DF_FLUSH fails (-ENODEV) on a part without SEV firmware",
+    ),
+    Row(
+        "15: v5.12+skip-unused-flush no SEV firmware",
+        HostConfig(
+            profile="ryzen-3950x", kernel="v5.12", apply=("skip-unused-flush",), params=SEV_ON, cpus=2
+        ),
+        Bounds(depth=4),
+        "469bb32b68d5 fixes the unused case only: a KVM_SEV_INIT that fails leaves its ASID awaiting reclaim "
+        "and the unload flush still fails (SEV stays enabled without firmware)",
+    ),
+    Row(
+        "02+13: v5.12+drop-svm-sev-enabled, faults",
+        _lab("v5.12", ("drop-svm-sev-enabled",), params=SEV_ON),
+        Bounds(depth=3, faults=True),
+        "dropping svm_sev_enabled() without freeing the bitmap on setup failure leaks it at unload",
+    ),
+    Row(
+        "02+13: v5.12+both, faults",
+        _lab("v5.12", ("drop-svm-sev-enabled", "free-bitmap-on-setup-failure"), params=SEV_ON),
+        Bounds(depth=3, faults=True),
+        "with f31b88b35f90 the leak is gone",
+    ),
+    Row(
+        "13: v5.13-drop-svm-sev-enabled, faults",
+        _lab("v5.13", (), ("drop-svm-sev-enabled",)),
+        Bounds(depth=3, faults=True),
+        "keeping the max_sev_asid gate while 469bb32b68d5 reads the (NULL) reclaim bitmap at unload oopses",
+    ),
+)
+
+
+def outcome(result: Result) -> str:
+    if result.holds:
+        return "holds"
+    return ", ".join(f"{v.invariant}@{len(v.path)}" for v in result.violations)
+
+
+def compute(rows: tuple[Row, ...] = ROWS) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        result = explore(row.config, row.bounds)
+        out[row.id] = {
+            "states": result.states,
+            "depth": result.bounds.depth,
+            "complete": result.complete,
+            "outcome": outcome(result),
+        }
+    return out
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "# Pinned checker results",
+        "",
+        "Generated by `python -m kvmsev.check.results --write`; `tests/test_check.py` recomputes every row.",
+        "Host `lab` with `sev_asid_count=3` (one SEV ASID, two SEV-ES ASIDs, two CPUs) unless stated;",
+        "one VM and one vCPU at a time. Outcome: `holds`, or each broken invariant `@` the length of",
+        "its shortest counterexample (0: broken at boot).",
+        "`kvmsev check` with the same options reproduces a row.",
+        "",
+        "| row | states | bound | outcome | what it shows |",
+        "|---|---:|---|---|---|",
+    ]
+    for row in ROWS:
+        r = results[row.id]
+        bound = f"depth {r['depth']}" + (" (complete)" if r["complete"] else "")
+        if row.bounds.faults:
+            bound += ", faults"
+        if not row.bounds.early_runs:
+            bound += ", no early runs"
+        lines.append(f"| {row.id} | {r['states']} | {bound} | {r['outcome']} | {row.meaning} |")
+    lines += ["", "```json", json.dumps(results, indent=1, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def pinned(path: Path) -> dict[str, dict[str, Any]]:
+    text = path.read_text()
+    block = text.split("```json", 1)[1].split("```", 1)[0]
+    data: dict[str, dict[str, Any]] = json.loads(block)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", metavar="FILE", nargs="?", const="docs/check-results.md")
+    args = parser.parse_args()
+    text = render(compute())
+    if args.write:
+        Path(args.write).write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Copying a host and fingerprinting its state for the explorer.
+
+``clone`` deep-copies everything that can change and shares what cannot (the resolved
+configuration, behaviour, CPUID leaf, boot features) or what does not steer any decision (guest
+memory contents, the firmware's random source). ``fingerprint`` is a canonical tuple of every
+piece of state that decides what can happen next: two hosts with equal fingerprints behave the
+same under every sequence of entry points. Identities that are only labels are canonicalised:
+a TLB entry is owned by "live vCPU i of VM v" or by "a vCPU that no longer exists".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+from kvmsev.host.host import Host
+from kvmsev.kernel.misc_cgroup import MiscCg
+
+
+def _shallow(obj: _T) -> _T:
+    """A field-by-field copy of a slots dataclass (much cheaper than ``copy.copy``)."""
+    cls = type(obj)
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(f.name for f in dataclasses.fields(obj))  # type: ignore[arg-type]
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, getattr(obj, name))
+    return new
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
+_T = TypeVar("_T")
+
+
+def clone(host: Host) -> Host:
+    """An independent copy of every piece of ``host`` that entry points can change.
+
+    Shared, never changed by entry points: configuration, behaviour, CPUID leaf, boot features,
+    guest memory contents, the firmware's random source, a trace that is off.
+    """
+    new = _shallow(host)
+    env = new.env = _shallow(host.env)
+    env.alloc = _shallow(env.alloc)
+    env.alloc.live = dict(env.alloc.live)
+    env.alloc.fail_sites = set(env.alloc.fail_sites)
+    env.alloc.failed = list(env.alloc.failed)
+    psp = env.psp = _shallow(env.psp)
+    psp.guests = {h: _shallow(g) for h, g in psp.guests.items()}
+    psp.asid_owner = dict(psp.asid_owner)
+    psp.faults = dict(psp.faults)
+    misc = env.misc = _shallow(env.misc)
+    misc.capacity = dict(misc.capacity)
+    groups: dict[str, MiscCg] = {}
+    for path, group in sorted(misc.groups.items(), key=lambda item: item[0].count("/") + (item[0] != "/")):
+        g = _shallow(group)
+        g.usage = dict(g.usage)
+        g.max = dict(g.max)
+        g.failed = set(g.failed)
+        g.parent = None if group.parent is None else groups[group.parent.path]
+        groups[path] = g
+    misc.groups = groups
+    misc.root = groups["/"]
+    garbage = env.garbage = _shallow(env.garbage)
+    garbage.resolved = dict(garbage.resolved)
+    env.tlb = {cpu: dict(entries) for cpu, entries in env.tlb.items()}
+    env.ccp = _shallow(env.ccp)
+    pages = env.pages = _shallow(env.pages)
+    pages.free_list = list(pages.free_list)
+    pages.live = set(pages.live)
+    env.breaches = list(env.breaches)
+    env.unclean_teardowns = list(env.unclean_teardowns)
+    if not env.trace.on:
+        env.trace = env.trace  # off: nothing is ever appended, sharing is safe
+    else:
+        env.trace = _shallow(env.trace)
+        env.trace.events = list(env.trace.events)
+    new.history = list(host.history)
+    if host.kvm is not None:
+        kvm = new.kvm = _shallow(host.kvm)
+        kvm.params = dict(kvm.params)
+        if kvm.sev_vmcbs is not None:
+            vmcbs = kvm.sev_vmcbs = _shallow(kvm.sev_vmcbs)
+            vmcbs.garbage = garbage
+            vmcbs.columns = {i: dict(col) for i, col in vmcbs.columns.items()}
+            vmcbs.nulled = set(vmcbs.nulled)
+        vms = {}
+        for name, vm in kvm.vms.items():
+            v = _shallow(vm)
+            v.cgroup = groups[vm.cgroup.path]
+            v.misc_cg = None if vm.misc_cg is None else groups[vm.misc_cg.path]
+            v.regions = list(vm.regions)
+            v.vcpus = [_shallow(c) for c in vm.vcpus]
+            vms[name] = v
+        kvm.vms = vms
+    return new
+
+
+def fingerprint(host: Host) -> tuple[Any, ...]:
+    env = host.env
+    kvm = host.kvm
+    owners: dict[int, tuple[str, int]] = {}
+    kvm_part: tuple[Any, ...] = ()
+    if kvm is not None:
+        vms = []
+        for name in sorted(kvm.vms):
+            vm = kvm.vms[name]
+            for vcpu in vm.vcpus:
+                owners[vcpu.serial] = (name, vcpu.index)
+            vms.append(
+                (
+                    name,
+                    vm.active,
+                    vm.es_active,
+                    vm.asid,
+                    vm.handle,
+                    vm.fd,
+                    vm.cgroup.path,
+                    vm.misc_cg is not None,
+                    vm.pages_locked,
+                    vm.created_vcpus,
+                    tuple(
+                        (v.vmcb_pfn, v.vmsa_pfn, v.last_vmentry_cpu, v.guest_state_protected)
+                        for v in vm.vcpus
+                    ),
+                )
+            )
+        vmcbs = kvm.sev_vmcbs
+        kvm_part = (
+            tuple(sorted(kvm.params.items())),
+            kvm.npt_enabled,
+            kvm.max_sev_asid,
+            kvm.min_sev_asid,
+            kvm.sev_asid_bitmap,
+            kvm.sev_reclaim_asid_bitmap,
+            kvm.sev_vmcbs_cpus,
+            None
+            if vmcbs is None
+            else (
+                vmcbs.zeroed,
+                tuple(sorted((i, tuple(sorted(col.items()))) for i, col in vmcbs.columns.items())),
+                tuple(sorted(vmcbs.nulled)),
+            ),
+            tuple(vms),
+        )
+    psp = env.psp
+    guests = tuple(
+        (h, g.policy, int(g.state), g.asid, g.activation.value) for h, g in sorted(psp.guests.items())
+    )
+    tlb = tuple(
+        (cpu, tuple(sorted((asid, owners.get(serial, ("gone", -1))) for asid, serial in entries.items())))
+        for cpu, entries in sorted(env.tlb.items())
+    )
+    misc = (
+        tuple(
+            (path, tuple(sorted(g.usage.items())), tuple(sorted(g.max.items())))
+            for path, g in sorted(env.misc.groups.items())
+        )
+        if env.misc.enabled
+        else ()
+    )
+    return (
+        kvm is not None,
+        kvm_part,
+        int(psp.state),
+        psp.es_initialized,
+        psp.wbinvd_done,
+        psp.asid_allocated,
+        psp.asid_in_use,
+        psp.asid_dirty,
+        psp.asid_all_dirty,
+        guests,
+        env.ccp.initialized,
+        tuple(sorted((int(c), int(st)) for c, st in psp.faults.items())),
+        env.online,
+        tlb,
+        tuple(env.pages.free_list),
+        env.pages.next_pfn,
+        tuple(sorted(env.garbage.resolved.items())),
+        tuple(sorted(env.misc.capacity.items())),
+        misc,
+        len(env.breaches) > 0,
+        len(env.unclean_teardowns) > 0,
+        host.crashed is not None,
+    )

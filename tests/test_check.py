@@ -1,0 +1,85 @@
+"""The explorer: pinned results, counterexample round trips, fingerprints, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kvmsev.check import counterexample
+from kvmsev.check.actions import Action, Bounds, apply, enumerate_actions
+from kvmsev.check.explore import boot, explore
+from kvmsev.check.results import ROWS, compute, pinned
+from kvmsev.check.state import clone, fingerprint
+from kvmsev.cli.main import main
+from kvmsev.host.config import HostConfig
+from kvmsev.scenario import runner, schema
+
+RESULTS = Path(__file__).parent.parent / "docs" / "check-results.md"
+
+
+def test_pinned_results_match_the_model() -> None:
+    assert compute() == pinned(RESULTS)
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS if "tlb_isolation" in pinned(RESULTS)[r.id]["outcome"]], ids=lambda r: r.id
+)
+def test_counterexamples_replay_with_kvmsev_run(tmp_path: Path, row: object) -> None:
+    from kvmsev.check.results import Row
+
+    assert isinstance(row, Row)
+    result = explore(row.config, row.bounds)
+    for violation in result.violations:
+        path = counterexample.write(row.config, violation, tmp_path)
+        report = runner.run(schema.load(str(path)))
+        broken = {v["invariant"] for v in report["invariants"]["violations"]}
+        assert violation.invariant in broken, (row.id, violation.invariant, path.read_text())
+
+
+def test_explorer_reaches_recycling_and_a_full_pool() -> None:
+    result = explore(
+        HostConfig(profile="lab", kernel="v5.13", apply=("off-by-one-fix",), bios=("sev_asid_count=3",)),
+        Bounds(depth=10, early_runs=False),
+    )
+    assert result.sometimes == {"pool_filled": True, "asid_recycled": True}
+
+
+def test_explorer_stops_at_the_bound_and_counts_transitions() -> None:
+    result = explore(HostConfig(profile="lab"), Bounds(depth=3))
+    assert result.depth == 3 and not result.complete
+    assert result.transitions >= result.states - 1
+
+
+def test_clone_is_independent_and_fingerprints_match_equal_states() -> None:
+    host = boot(HostConfig(profile="lab", kernel="v5.13"))
+    copy = clone(host)
+    assert fingerprint(copy) == fingerprint(host)
+    apply(copy, Action("vm_create", (("vm", "a"),)))
+    apply(copy, Action("sev_init", (("vm", "a"),)))
+    assert fingerprint(copy) != fingerprint(host)
+    assert host.kvm is not None and not host.kvm.vms
+    assert host.env.misc.root.usage["sev"] == 0, "cgroup usage was copied, not shared"
+
+
+def test_uninitialised_entries_branch_into_match_and_mismatch() -> None:
+    host = boot(HostConfig(profile="lab", kernel="v5.12", params=("kvm_amd.sev=1",)))
+    for step in ("vm_create", "sev_init", "launch_start", "launch_measure", "launch_finish", "vcpu_create"):
+        args = (("vm", "a"),) if step != "launch_start" else (("vm", "a"), ("policy", 0))
+        apply(host, Action(step, args))
+    runs = [a for a in enumerate_actions(host, Bounds()) if a.op == "vcpu_run"]
+    assert {a.garbage[2] != 0 for a in runs if a.garbage} == {True, False}
+
+
+def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "--bios", "sev_asid_count=3", "--depth", "15", "--out", str(tmp_path), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert set(report) >= {"states", "transitions", "depth", "complete", "seconds", "violations"}
+    tlb = next(v for v in report["violations"] if v["invariant"] == "tlb_isolation")
+    assert set(tlb) >= {"invariant", "statement", "trace", "scenario"} and len(tlb["trace"]) == 15
+    assert Path(tlb["scenario"]).exists()
+    assert main(["check", "--kernel", "v5.13", "--apply", "off-by-one-fix", "--depth", "6", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--vms", "99"]) == 2
