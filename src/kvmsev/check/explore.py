@@ -6,8 +6,8 @@ fingerprint, every new state is checked against every invariant, and a state tha
 not expanded further (invariants already broken by the boot itself, such as a CPUID leaf
 advertising too much, do not stop the search). Because the search is breadth-first, the first
 path found to each broken invariant is a shortest one. "Sometimes" properties record whether
-the interesting things happened at all (an allocation found its range full; freed ASIDs were recycled), so that a pass
-means the explorer really reached them.
+the interesting things happened at all (an allocation found its range full; freed ASIDs were
+recycled), so that a pass means the explorer really reached them.
 """
 
 from __future__ import annotations
