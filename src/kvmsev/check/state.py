@@ -11,26 +11,35 @@ a TLB entry is owned by "live vCPU i of VM v" or by "a vCPU that no longer exist
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MiscCg
 
 
-def _shallow(obj: _T) -> _T:
-    """A field-by-field copy of a slots dataclass (much cheaper than ``copy.copy``)."""
-    cls = type(obj)
-    names = _SLOTS.get(cls)
-    if names is None:
-        names = _SLOTS[cls] = tuple(f.name for f in dataclasses.fields(obj))  # type: ignore[arg-type]
-    new = object.__new__(cls)
-    for name in names:
-        object.__setattr__(new, name, getattr(obj, name))
-    return new
+def _copier(cls: type) -> Callable[[Any], Any]:
+    """A compiled field-by-field copier for a (non-frozen, slots) dataclass: several times
+    cheaper than ``copy.copy``, which goes through ``__reduce_ex__``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    body = "\n".join(f"    n.{name} = o.{name}" for name in names)
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(f"def copy(o):\n    n = new(cls)\n{body}\n    return n", namespace)  # noqa: S102
+    fn: Callable[[Any], Any] = namespace["copy"]
+    return fn
 
 
-_SLOTS: dict[type, tuple[str, ...]] = {}
+_COPIERS: dict[type, Callable[[Any], Any]] = {}
 _T = TypeVar("_T")
+
+
+def _shallow(obj: _T) -> _T:
+    cls = type(obj)
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        copier = _COPIERS[cls] = _copier(cls)
+    result: _T = copier(obj)
+    return result
 
 
 def clone(host: Host) -> Host:
