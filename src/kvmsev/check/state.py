@@ -24,7 +24,7 @@ def _copier(cls: type) -> Callable[[Any], Any]:
     names = [f.name for f in dataclasses.fields(cls)]
     body = "\n".join(f"    n.{name} = o.{name}" for name in names)
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    exec(f"def copy(o):\n    n = new(cls)\n{body}\n    return n", namespace)  # noqa: S102
+    exec(f"def copy(o):\n    n = new(cls)\n{body}\n    return n", namespace)
     fn: Callable[[Any], Any] = namespace["copy"]
     return fn
 
