@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import boot, guests
+from benchmarks import boot, check, guests
 
 
 def main() -> None:
@@ -10,6 +10,8 @@ def main() -> None:
     boot.main()
     print("\n== guests ==")
     guests.main()
+    print("\n== checker ==")
+    check.main()
 
 
 if __name__ == "__main__":
