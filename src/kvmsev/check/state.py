@@ -84,7 +84,6 @@ def clone(host: Host) -> Host:
     else:
         env.trace = _shallow(env.trace)
         env.trace.events = list(env.trace.events)
-    new.history = list(host.history)
     if host.kvm is not None:
         kvm = new.kvm = _shallow(host.kvm)
         kvm.params = dict(kvm.params)

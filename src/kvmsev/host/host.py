@@ -9,7 +9,7 @@ firmware state (the PSP, WBINVD flags) survive an unload and reload; module memo
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kvmsev.errors import Errno
 from kvmsev.firmware.psp import CommandResult, Psp
@@ -60,7 +60,6 @@ class Host:
     boot_firmware: tuple[CommandResult, ...]
     kvm: KvmAmd | None = None
     crashed: str | None = None
-    history: list[str] = field(default_factory=list)
 
     @classmethod
     def boot(cls, config: HostConfig | ResolvedConfig) -> Host:
@@ -116,7 +115,6 @@ class Host:
             self._crash(oops)
             return LoadResult(False, None, self._dmesg_since(mark), self._effects_since(mark))
         self.kvm = kvm
-        self.history.append("load")
         return LoadResult(kvm is not None, error, self._dmesg_since(mark), self._effects_since(mark))
 
     def unload_kvm_amd(self) -> UnloadResult:
@@ -136,7 +134,6 @@ class Host:
             self.env.unclean_teardowns.append(f"kvm_amd unload left {sorted(self.env.alloc.live)} allocated")
         if self.env.df_flush_failures != failures:
             self.env.unclean_teardowns.append("kvm_amd unload issued a DF_FLUSH that failed")
-        self.history.append("unload")
         firmware = tuple(
             {k: v for k, v in e.items() if k != "kind"} for e in self.env.trace.since(mark, "fw")
         )

@@ -121,6 +121,7 @@ def boot_report(
     load = host.load_kvm_amd()
     snapshot = kvm_view(host)
     if export_root is not None:
+        # rootfs renders hosts through this module's kvm_view, so it is imported here
         from pathlib import Path
 
         from kvmsev.host.rootfs import export

@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass
 
 from kvmsev.errors import Errno
-from kvmsev.firmware.guest import MEASUREMENT_LEN, Session
+from kvmsev.firmware.guest import Session
 from kvmsev.firmware.psp import VMSA_SIZE, CommandResult
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from kvmsev.kernel import ccp
@@ -470,6 +470,3 @@ def unregister_region(env: KernelEnv, vm: Vm, addr: int, size: int) -> int:
     vm.regions.remove(region)
     sev_unpin_memory(vm, region.npages)
     return 0
-
-
-__all__ = ["DEV_SEV_FD", "MEASUREMENT_LEN", "Cmd", "IoctlResult", "SevCmd", "mem_enc_op"]

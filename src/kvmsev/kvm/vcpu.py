@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvmsev.errors import Errno
-from kvmsev.hw.memory import PAGE_SHIFT
 from kvmsev.kernel.misc_cgroup import MiscCg
 from kvmsev.kernel.pages import page_address
 from kvmsev.kernel.usermem import AddressSpace
@@ -34,9 +32,6 @@ from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vcpu, Vm
 from kvmsev.kvm.ioctl import sev_unbind_asid, sev_unpin_memory
 from kvmsev.kvm.state import KvmAmd
-
-TLB_CONTROL_DO_NOTHING = 0
-TLB_CONTROL_FLUSH_ASID = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +135,3 @@ def cpu_online(env: KernelEnv, cpu: int) -> None:
     """The CPU comes back through INIT/SIPI, which empties its TLB."""
     env.online |= 1 << cpu
     env.tlb.pop(cpu, None)
-
-
-def vmsa_paddr(vcpu: Vcpu) -> int | None:
-    return None if vcpu.vmsa_pfn is None else vcpu.vmsa_pfn << PAGE_SHIFT
-
-
-__all__ = ["TLB_CONTROL_DO_NOTHING", "TLB_CONTROL_FLUSH_ASID", "Errno"]
