@@ -18,7 +18,8 @@ from kvmsev.firmware.guest import GuestState
 from kvmsev.firmware.status import Command, Status
 from kvmsev.host import ops
 from kvmsev.host.host import Host
-from kvmsev.kvm.ioctl import SevCmd
+from kvmsev.scenario.runner import execute
+from kvmsev.scenario.schema import Step
 
 VM_NAMES = ("a", "b", "c", "d", "e", "f")
 ALLOC_FAULTS = ("sev_asid_bitmap", "sev_reclaim_asid_bitmap", "sev_vmcbs[0]")
@@ -127,38 +128,8 @@ def enumerate_actions(host: Host, bounds: Bounds) -> list[Action]:
 
 
 def apply(host: Host, action: Action) -> ops.Outcome:
-    """Perform ``action`` on ``host`` through the same entry points a scenario uses."""
-    a = dict(action.args)
+    """Perform ``action`` on ``host`` exactly as the scenario runner performs the same step."""
     if action.garbage is not None:
         cpu, index, value = action.garbage
         host.env.garbage.resolved[(cpu, index)] = value
-    op = action.op
-    if op == "vm_create":
-        return ops.vm_create(host, a["vm"])
-    if op in ("sev_init", "sev_es_init"):
-        return ops.sev_cmd(host, a["vm"], SevCmd.ES_INIT if op == "sev_es_init" else SevCmd.INIT, {})
-    if op == "launch_start":
-        return ops.launch_start(host, a["vm"], a["policy"], 0, None, None)
-    if op == "launch_update_vmsa":
-        return ops.sev_cmd(host, a["vm"], SevCmd.LAUNCH_UPDATE_VMSA, {})
-    if op == "launch_measure":
-        return ops.launch_measure(host, a["vm"], 48)
-    if op == "launch_finish":
-        return ops.sev_cmd(host, a["vm"], SevCmd.LAUNCH_FINISH, {})
-    if op == "vcpu_create":
-        return ops.vcpu_create(host, a["vm"])
-    if op == "vcpu_run":
-        return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
-    if op == "vm_destroy":
-        return ops.vm_destroy(host, a["vm"])
-    if op == "module_unload":
-        return ops.module_unload(host)
-    if op == "module_load":
-        return ops.module_load(host, a.get("fail_alloc"))
-    if op == "cpu_offline":
-        return ops.cpu_offline(host, a["cpu"])
-    if op == "cpu_online":
-        return ops.cpu_online(host, a["cpu"])
-    if op == "fw_fault":
-        return ops.fw_fault(host, a["cmd"])
-    raise AssertionError(op)
+    return execute(host, Step(-1, action.op, dict(action.args)))

@@ -80,7 +80,8 @@ def _check_refs(host: Host, step: Step) -> None:
             raise InputError(f"{where}.resource", f"must be one of {', '.join(RESOURCES)}")
 
 
-def _execute(host: Host, step: Step) -> ops.Outcome:
+def execute(host: Host, step: Step) -> ops.Outcome:
+    """Perform one step through the entry points (references already checked)."""
     a = step.args
     op = step.op
     if op in _SIMPLE_CMDS:
@@ -255,7 +256,7 @@ def run(scenario: Scenario) -> dict[str, Any]:
     for step in scenario.steps:
         _check_refs(host, step)
         mark = host.env.trace.mark()
-        outcome = _execute(host, step)
+        outcome = execute(host, step)
         entry: dict[str, Any] = {
             "step": step.index,
             "op": step.op,
