@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kvmsev.firmware.guest import GuestContext
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MiscCg
 
@@ -42,6 +43,13 @@ def _shallow(obj: _T) -> _T:
     return result
 
 
+def _guest(guest: GuestContext) -> GuestContext:
+    copy = _shallow(guest)
+    if copy.ld is not None:
+        copy.ld = copy.ld.copy()
+    return copy
+
+
 def clone(host: Host) -> Host:
     """An independent copy of every piece of ``host`` that entry points can change.
 
@@ -55,7 +63,7 @@ def clone(host: Host) -> Host:
     env.alloc.fail_sites = set(env.alloc.fail_sites)
     env.alloc.failed = list(env.alloc.failed)
     psp = env.psp = _shallow(env.psp)
-    psp.guests = {h: _shallow(g) for h, g in psp.guests.items()}
+    psp.guests = {h: _guest(g) for h, g in psp.guests.items()}
     psp.asid_owner = dict(psp.asid_owner)
     psp.faults = dict(psp.faults)
     misc = env.misc = _shallow(env.misc)

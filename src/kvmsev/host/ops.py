@@ -131,7 +131,7 @@ def launch_start(
 
 def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:
     vm = _vm(host, vm_name)
-    uaddr = vm.memory.map(max(length, 1)) if vm is not None and length else 0
+    uaddr = vm.memory.buffer("measure", length) if vm is not None and length else 0
     return sev_cmd(host, vm_name, SevCmd.LAUNCH_MEASURE, {"uaddr": uaddr, "len": length})
 
 

@@ -34,6 +34,7 @@ class AddressSpace:
     mappings: list[Mapping] = field(default_factory=list)
     next_addr: int = USER_BASE
     next_pfn: int = FIRST_USER_PFN
+    buffers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def map(self, length: int, at: int | None = None) -> int:
         """``mmap`` ``length`` bytes (rounded up to pages), at a page-aligned ``at`` if given."""
@@ -43,6 +44,15 @@ class AddressSpace:
         self.next_pfn += npages + 1  # a gap keeps separate mappings physically discontiguous
         self.next_addr = max(self.next_addr, start + ((npages + 1) << PAGE_SHIFT))
         return start
+
+    def buffer(self, key: str, length: int) -> int:
+        """A buffer the VMM keeps for one purpose (e.g. receiving measurements): mapped on first
+        use and reused after, as a VMM reuses its buffers."""
+        found = self.buffers.get(key)
+        if found is None or found[1] < length:
+            found = (self.map(length), length)
+            self.buffers[key] = found
+        return found[0]
 
     def translate(self, uaddr: int) -> int | None:
         """The frame backing ``uaddr``, or None when unmapped."""
