@@ -109,10 +109,10 @@ def _explore(config: HostConfig, bounds: Bounds, progress: Callable[[int, int, i
                     result.sometimes["pool_filled"] = True
                 if child.env.recycles != recycles:
                     result.sometimes["asid_recycled"] = True
-                key = fingerprint(child)
-                if key in seen:
+                before = len(seen)
+                seen.add(fingerprint(child))  # one hash of the (deep) key, not two
+                if len(seen) == before:
                     continue
-                seen.add(key)
                 child_path = (*path, action)
                 if not record(child, child_path):
                     next_frontier.append((child, child_path))
