@@ -83,3 +83,49 @@ def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["check", "--kernel", "v5.13", "--apply", "off-by-one-fix", "--depth", "6", "--json"]) == 0
     capsys.readouterr()
     assert main(["check", "--vms", "99"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "bounds"),
+    [
+        (
+            HostConfig(
+                profile="lab",
+                kernel="v5.12",
+                params=("kvm_amd.sev=1", "kvm_amd.sev_es=1"),
+                bios=("sev_asid_count=3",),
+            ),
+            Bounds(depth=10, vms=2),
+        ),
+        (
+            HostConfig(profile="lab", kernel="v5.13", bios=("sev_asid_count=3",)),
+            Bounds(depth=7, vcpus=2, faults=True),
+        ),
+    ],
+)
+def test_partial_copies_explore_exactly_like_full_copies(config: HostConfig, bounds: Bounds) -> None:
+    fast, full = explore(config, bounds), explore(config, bounds, fast=False)
+    assert (fast.states, fast.transitions, fast.sometimes) == (full.states, full.transitions, full.sometimes)
+    assert [(v.invariant, v.path) for v in fast.violations] == [
+        (v.invariant, v.path) for v in full.violations
+    ]
+
+
+def test_partial_copies_never_write_to_the_parent() -> None:
+    from kvmsev.check.state import clone_for
+
+    config = HostConfig(profile="lab", kernel="v5.12", params=("kvm_amd.sev=1", "kvm_amd.sev_es=1"))
+    frontier = [boot(config)]
+    checked = 0
+    for _ in range(8):
+        next_frontier = []
+        for host in frontier[:40]:
+            before = fingerprint(host)
+            for action in enumerate_actions(host, Bounds(vms=2, vcpus=2)):
+                child = clone_for(host, action.op, dict(action.args))
+                apply(child, action)
+                assert fingerprint(host) == before, action.label()
+                next_frontier.append(child)
+                checked += 1
+        frontier = next_frontier
+    assert checked > 500

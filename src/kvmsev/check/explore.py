@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from kvmsev.check.actions import Action, Bounds, apply, enumerate_actions
 from kvmsev.check.invariants import BY_NAME, violations
-from kvmsev.check.state import clone, fingerprint
+from kvmsev.check.state import clone, clone_for, fingerprint
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host
 
@@ -61,21 +61,30 @@ def boot(config: HostConfig) -> Host:
 
 
 def explore(
-    config: HostConfig, bounds: Bounds, progress: Callable[[int, int, int], None] | None = None
+    config: HostConfig,
+    bounds: Bounds,
+    progress: Callable[[int, int, int], None] | None = None,
+    fast: bool = True,
 ) -> Result:
-    """Explore up to ``bounds.depth`` moves; ``progress(depth, states, frontier)`` after each level."""
+    """Explore up to ``bounds.depth`` moves; ``progress(depth, states, frontier)`` after each level.
+
+    ``fast`` copies only what each move can write (:func:`~kvmsev.check.state.clone_for`);
+    False copies the whole state every time (the reference the tests compare against).
+    """
     # Model states hold no reference cycles, so reference counting frees them; the cyclic
     # collector would only rescan the growing frontier over and over.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _explore(config, bounds, progress)
+        return _explore(config, bounds, progress, fast)
     finally:
         if collecting:
             gc.enable()
 
 
-def _explore(config: HostConfig, bounds: Bounds, progress: Callable[[int, int, int], None] | None) -> Result:
+def _explore(
+    config: HostConfig, bounds: Bounds, progress: Callable[[int, int, int], None] | None, fast: bool
+) -> Result:
     start = time.perf_counter()
     result = Result(config, bounds)
     root = boot(config)
@@ -92,7 +101,7 @@ def _explore(config: HostConfig, bounds: Bounds, progress: Callable[[int, int, i
     at_boot: set[str] = set()
     record(root, ())
     at_boot = set(found)
-    seen = {fingerprint(root)}
+    seen = {fingerprint(root, memo=True)}
     result.states = 1
     frontier: list[tuple[Host, tuple[Action, ...]]] = [(root, ())]
     depth = 0
@@ -102,7 +111,7 @@ def _explore(config: HostConfig, bounds: Bounds, progress: Callable[[int, int, i
         for host, path in frontier:
             exhausted, recycles = host.env.exhausted, host.env.recycles
             for action in enumerate_actions(host, bounds):
-                child = clone(host)
+                child = clone_for(host, action.op, dict(action.args)) if fast else clone(host)
                 apply(child, action)
                 result.transitions += 1
                 if child.env.exhausted != exhausted:
@@ -110,7 +119,7 @@ def _explore(config: HostConfig, bounds: Bounds, progress: Callable[[int, int, i
                 if child.env.recycles != recycles:
                     result.sometimes["asid_recycled"] = True
                 before = len(seen)
-                seen.add(fingerprint(child))  # one hash of the (deep) key, not two
+                seen.add(fingerprint(child, memo=True))  # one hash of the (deep) key, not two
                 if len(seen) == before:
                     continue
                 child_path = (*path, action)
