@@ -61,7 +61,6 @@ def clone(host: Host) -> Host:
     env.alloc = _shallow(env.alloc)
     env.alloc.live = dict(env.alloc.live)
     env.alloc.fail_sites = set(env.alloc.fail_sites)
-    env.alloc.failed = list(env.alloc.failed)
     psp = env.psp = _shallow(env.psp)
     psp.fingerprint_cache = None
     psp.guests = {h: _guest(g) for h, g in psp.guests.items()}

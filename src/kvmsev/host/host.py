@@ -108,7 +108,6 @@ class Host:
         if self.kvm is not None:
             raise RuntimeError("kvm_amd is already loaded")
         mark = self.env.trace.mark()
-        self.env.alloc.failed.clear()
         try:
             kvm, error = svm.load(self.env, list(self.config.boot_args.kvm_amd))
         except KernelOops as oops:

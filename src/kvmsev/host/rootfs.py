@@ -12,7 +12,8 @@ sys/fs/cgroup/misc.capacity  sys/fs/cgroup/misc.current
 sys/devices/system/cpu/{online,present}
 etc/modprobe.d/*.conf
 dev/kvm  dev/sev                 (empty marker files)
-.kvmsev/probe.json               see PROBE_KEYS
+.kvmsev/probe.json               uid, cpuid, msr, kvm_api_version, kvm_supported_cpuid_8000001f,
+                                 sev_platform_status, dev, rlimit_memlock (docs/probe.md)
 .kvmsev/dmesg.txt                the kernel log, when it was readable
 ```
 """
@@ -27,19 +28,6 @@ from kvmsev.host.host import Host
 from kvmsev.host.report import kvm_view
 
 FORMAT = "kvmsev.root/1"
-
-#: keys of .kvmsev/probe.json; each value may be null with a sibling "<key>_reason"
-PROBE_KEYS = (
-    "format",
-    "uid",
-    "cpuid",  # {"0x8000001f": [eax, ebx, ecx, edx], "0x0": [...], "0x1": [...]}
-    "msr",  # {"0xc0010010": value}
-    "kvm_api_version",
-    "kvm_supported_cpuid_8000001f",  # [eax, ebx, ecx, edx]
-    "sev_platform_status",  # {"api_major", "api_minor", "state", "flags", "build", "guest_count"}
-    "dev",  # {"/dev/sev": {"mode": "0600", "readable": bool, "writable": bool}, "/dev/kvm": {...}}
-    "rlimit_memlock",  # [soft, hard] in bytes (-1 = unlimited)
-)
 
 
 def _write(root: Path, rel: str, text: str) -> None:

@@ -30,7 +30,6 @@ class Allocator:
 
     live: dict[str, int] = field(default_factory=dict)
     fail_sites: set[str] = field(default_factory=set)
-    failed: list[str] = field(default_factory=list)
 
     def _should_fail(self, site: str) -> bool:
         base = site.split("[", 1)[0]
@@ -39,7 +38,6 @@ class Allocator:
     def alloc(self, site: str, size: int) -> bool:
         """Allocate ``size`` bytes for ``site``; False models a NULL return."""
         if self._should_fail(site):
-            self.failed.append(site)
             return False
         if site in self.live:
             raise RuntimeError(f"model bug: {site} allocated twice")

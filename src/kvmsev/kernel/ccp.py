@@ -17,14 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
+from kvmsev.errors import Errno
 from kvmsev.firmware.psp import CommandResult, Psp
 from kvmsev.firmware.status import Status
-
-
-class _Trace(Protocol):
-    def fw(self, result: CommandResult) -> None: ...
 
 
 @dataclass(slots=True)
@@ -34,45 +30,41 @@ class SevDriver:
     initialized: bool = False
 
 
-def _init_sequence(psp: Psp, wbinvd_all: Callable[[], None], trace: _Trace | None) -> CommandResult:
-    def log(result: CommandResult) -> CommandResult:
-        if trace is not None:
-            trace.fw(result)
-        return result
-
-    result = log(psp.init())
+def _init_sequence(
+    psp: Psp, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
+) -> CommandResult:
+    """``__sev_platform_init_locked``: INIT (once more on SECURE_DATA_INVALID), WBINVD, DF_FLUSH."""
+    result = psp.init()
+    log(result)
     if result.status is Status.SECURE_DATA_INVALID:
-        result = log(psp.init())
+        result = psp.init()
+        log(result)
     if not result.ok:
         return result
     wbinvd_all()
-    return log(psp.df_flush())
+    result = psp.df_flush()
+    log(result)
+    return result
 
 
 def sev_pci_init(psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None]) -> list[CommandResult]:
     """Probe-time platform initialisation; returns the commands issued."""
-    if not psp.present:
-        return []
     issued: list[CommandResult] = []
-
-    class _Collect:
-        def fw(self, result: CommandResult) -> None:
-            issued.append(result)
-
-    result = _init_sequence(psp, wbinvd_all, _Collect())
-    driver.initialized = result.ok
+    if psp.present:
+        driver.initialized = _init_sequence(psp, wbinvd_all, issued.append).ok
     return issued
 
 
 def sev_platform_init(
-    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], trace: _Trace
+    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
 ) -> tuple[int, int]:
-    """(ret, error) as ``sev_platform_init(&error)`` returns them."""
+    """(ret, error) as ``sev_platform_init(&error)`` returns them (-ENODEV without firmware,
+    ``error`` untouched)."""
     if not psp.present:
-        return psp.init().ret, 0
+        return -int(Errno.ENODEV), 0
     if driver.initialized:
         return 0, 0
-    result = _init_sequence(psp, wbinvd_all, trace)
+    result = _init_sequence(psp, wbinvd_all, log)
     if result.ok:
         driver.initialized = True
     return result.ret, result.code

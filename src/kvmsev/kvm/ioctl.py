@@ -156,7 +156,7 @@ def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
             vm.es_active = False
         return _EBUSY
     vm.asid = asid
-    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace)
+    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
     if ret:
         cmd.error = error
         sev_asid_free(env, kvm, vm, env.behaviour.sev_vmcbs_clear_real_asid)

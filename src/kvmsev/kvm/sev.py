@@ -108,10 +108,10 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
         env.trace.dmesg(f"SEV-ES supported: {sev_es_asid_count} ASIDs")
         sev_es_supported = True
     finally:
-        _write_back(kvm, sev_supported, sev_es_supported)
+        write_back_params(kvm, sev_supported, sev_es_supported)
 
 
-def _write_back(kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
+def write_back_params(kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
     """The ``out:`` label: results overwrite the parameter variables (int 0/1 or bool).
 
     With the parameters compiled out (CONFIG_KVM_AMD_SEV=n after a479c3348422) the names are the

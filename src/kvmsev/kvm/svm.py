@@ -32,6 +32,7 @@ from kvmsev.kvm.sev import (
     sev_hardware_setup,
     sev_hardware_teardown,
     svm_sev_enabled,
+    write_back_params,
 )
 from kvmsev.kvm.state import KvmAmd
 
@@ -57,9 +58,7 @@ def _sev_setup(env: KernelEnv, kvm: KvmAmd) -> None:
     if gate:
         sev_hardware_setup(env, kvm)
     else:
-        for name in ("sev", "sev_es"):
-            if name in kvm.params:
-                kvm.params[name] = False if isinstance(kvm.params[name], bool) else 0
+        write_back_params(kvm, False, False)  # the caller's ``else { sev = false; sev_es = false; }``
 
 
 def svm_cpu_init(env: KernelEnv, kvm: KvmAmd, cpu: int) -> int:

@@ -21,7 +21,7 @@ from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.hw import profiles
 from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT
 from kvmsev.kernel import kconfig
-from kvmsev.probe.observe import Observation, cpu_count
+from kvmsev.probe.observe import Observation, cpu_count, cpu_mask
 
 
 def kernel_version(release: str | None) -> tuple[int, int] | None:
@@ -87,18 +87,9 @@ def predict(obs: Observation) -> Prediction | None:
     except InputError:
         return None
     host = Host.boot(resolved)
-    online = cpu_count(obs.cpus_online)
-    if obs.cpus_online and online is not None and online < threads:
-        host.env.online = _mask(obs.cpus_online)
+    online = cpu_mask(obs.cpus_online)
+    if online is not None and online.bit_count() < threads:
+        host.env.online = online
     load = host.load_kvm_amd()
     report = boot_dict(host, load, None, kvm_view(host))
     return Prediction(config, report, inferred)
-
-
-def _mask(cpu_list: str) -> int:
-    mask = 0
-    for part in cpu_list.split(","):
-        lo, _, hi = part.partition("-")
-        for c in range(int(lo), int(hi or lo) + 1):
-            mask |= 1 << c
-    return mask

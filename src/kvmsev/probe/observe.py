@@ -13,15 +13,20 @@ MSR_SEV_STATUS = 0xC0010131
 KVM_AMD_PARAMS = ("sev", "sev_es", "npt", "nested")
 
 
-def cpu_count(text: str | None) -> int | None:
-    """Count CPUs in a kernel CPU list such as ``0-3,8``."""
+def cpu_mask(text: str | None) -> int | None:
+    """A kernel CPU list such as ``0-3,8`` as a bit mask (None when empty or absent)."""
     if not text or not text.strip():
         return None
-    total = 0
+    mask = 0
     for part in text.strip().split(","):
         lo, _, hi = part.partition("-")
-        total += int(hi or lo) - int(lo) + 1
-    return total
+        mask |= ((1 << (int(hi or lo) - int(lo) + 1)) - 1) << int(lo)
+    return mask
+
+
+def cpu_count(text: str | None) -> int | None:
+    mask = cpu_mask(text)
+    return None if mask is None else mask.bit_count()
 
 
 @dataclass(slots=True)
