@@ -73,16 +73,58 @@ def test_uninitialised_entries_branch_into_match_and_mismatch() -> None:
 
 
 def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["check", "--bios", "sev_asid_count=3", "--depth", "15", "--out", str(tmp_path), "--json"])
+    code = main(["check", "--out", str(tmp_path), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     assert set(report) >= {"states", "transitions", "depth", "complete", "seconds", "violations"}
+    assert report["complete"] and report["states"] == pinned(RESULTS)["v5.13"]["states"]
     tlb = next(v for v in report["violations"] if v["invariant"] == "tlb_isolation")
     assert set(tlb) >= {"invariant", "statement", "trace", "scenario"} and len(tlb["trace"]) == 15
     assert Path(tlb["scenario"]).exists()
     assert main(["check", "--kernel", "v5.13", "--apply", "off-by-one-fix", "--depth", "6", "--json"]) == 0
     capsys.readouterr()
     assert main(["check", "--vms", "99"]) == 2
+    assert main(["check", "--depth", "1001"]) == 2
+
+
+def test_check_defaults_to_two_asids_unless_the_user_chooses() -> None:
+    def asids(*argv: str) -> tuple[int, int]:
+        from kvmsev.check import defaults
+        from kvmsev.cli.main import build_parser, host_config
+
+        args = build_parser().parse_args(["check", *argv])
+        host = boot(defaults.host(host_config(args, defaults.PROFILE), bool(args.profile)))
+        assert host.kvm is not None
+        return host.kvm.min_sev_asid, host.kvm.max_sev_asid
+
+    assert asids() == (2, 2)
+    assert asids("--bios", "sev_asid_count=3") == (2, 3)
+    assert asids("--bios", "sev_es_asid_space_limit=1") == (1, 2)
+    assert asids("--profile", "lab") == (3, 4)
+
+
+def test_fingerprint_ignores_an_offline_cpus_tlb_and_how_an_entry_became_null() -> None:
+    config = HostConfig(profile="lab", kernel="v5.13")
+    ran = boot(config)
+    for action in (
+        Action("vm_create", (("vm", "a"),)),
+        Action("vcpu_create", (("vm", "a"),)),
+        Action("vcpu_run", (("vm", "a"), ("vcpu", 0), ("cpu", 1))),
+        Action("vm_destroy", (("vm", "a"),)),
+    ):
+        apply(ran, action)
+    idle = boot(config)
+    idle.env.pages = ran.env.pages  # the same free pages, so only the TLB and sev_vmcbs differ
+    ran.env.tlb[1] = {3: 99}  # entries of a vCPU that is gone
+    assert fingerprint(ran) != fingerprint(idle)
+    for host in (ran, idle):
+        apply(host, Action("cpu_offline", (("cpu", 1),)))
+    assert fingerprint(ran) == fingerprint(idle)
+    assert idle.kvm is not None and idle.kvm.sev_vmcbs is not None
+    idle.kvm.sev_vmcbs.clear_all_cpus(3)  # cleared vs never written: both read NULL
+    assert fingerprint(ran) == fingerprint(idle)
+    idle.kvm.sev_vmcbs.set(1, 3, 0x1000)
+    assert fingerprint(ran) != fingerprint(idle)
 
 
 @pytest.mark.parametrize(

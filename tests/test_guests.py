@@ -168,6 +168,18 @@ def test_module_unload_is_refused_while_vms_exist_and_reload_keeps_the_firmware(
     assert steps[8]["result"] == {"asid": 3}
 
 
+def test_the_boot_cpu_has_no_online_file_and_stays_online() -> None:
+    steps = run(
+        [
+            {"op": "cpu_offline", "cpu": 0},
+            {"op": "cpu_offline", "cpu": 1},
+            {"op": "cpu_online", "cpu": 0},
+            {"op": "cpu_online", "cpu": 1},
+        ]
+    )
+    assert [s["errno"] for s in steps] == ["ENOENT", None, "ENOENT", None]
+
+
 def test_5_13_maps_every_asid_failure_to_ebusy_even_a_zero_capacity() -> None:
     steps = run(
         [{"op": "vm_create", "vm": "g"}, {"op": "sev_init", "vm": "g"}],

@@ -119,12 +119,14 @@ def enumerate_actions(host: Host, bounds: Bounds) -> list[Action]:
             moves.append(Action("vm_destroy", target))
         if not vms:
             moves.append(Action("module_unload"))
-    if len(online) > 1:
-        moves += [Action("cpu_offline", (("cpu", c),)) for c in online]
+    moves += [Action("cpu_offline", (("cpu", c),)) for c in online if c != ops.BOOT_CPU]
     moves += [Action("cpu_online", (("cpu", c),)) for c in range(env.nr_cpus) if not env.online >> c & 1]
     if bounds.faults and env.psp.present and not env.psp.faults:
         moves += [Action("fw_fault", (("cmd", c.name),)) for c in FW_FAULTS]
     return moves
+
+
+_STEPS: dict[Action, Step] = {}
 
 
 def apply(host: Host, action: Action) -> ops.Outcome:
@@ -132,4 +134,7 @@ def apply(host: Host, action: Action) -> ops.Outcome:
     if action.garbage is not None:
         cpu, index, value = action.garbage
         host.env.garbage.resolved[(cpu, index)] = value
-    return execute(host, Step(-1, action.op, dict(action.args)))
+    step = _STEPS.get(action)
+    if step is None:  # a handful of distinct moves; execute() never changes a step
+        step = _STEPS[action] = Step(-1, action.op, dict(action.args))
+    return execute(host, step)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from kvmsev.check.actions import Action, Bounds, apply, enumerate_actions
 from kvmsev.check.invariants import BY_NAME, violations
-from kvmsev.check.state import clone, clone_for, fingerprint
+from kvmsev.check.state import Interner, clone, clone_for, fingerprint
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host
 
@@ -101,7 +101,8 @@ def _explore(
     at_boot: set[str] = set()
     record(root, ())
     at_boot = set(found)
-    seen = {fingerprint(root, memo=True)}
+    intern = Interner()
+    seen = {fingerprint(root, intern)}
     result.states = 1
     frontier: list[tuple[Host, tuple[Action, ...]]] = [(root, ())]
     depth = 0
@@ -119,7 +120,7 @@ def _explore(
                 if child.env.recycles != recycles:
                     result.sometimes["asid_recycled"] = True
                 before = len(seen)
-                seen.add(fingerprint(child, memo=True))  # one hash of the (deep) key, not two
+                seen.add(fingerprint(child, intern))  # one hash of the key, not two
                 if len(seen) == before:
                     continue
                 child_path = (*path, action)

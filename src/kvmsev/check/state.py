@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 
 from kvmsev.firmware.guest import GuestContext
 from kvmsev.host.host import Host
-from kvmsev.kernel.misc_cgroup import MiscCg
+from kvmsev.kernel.misc_cgroup import MiscCg, MiscCgroup
+from kvmsev.kvm.env import Garbage
+from kvmsev.kvm.guest import SevVmcbs
+from kvmsev.kvm.state import KvmAmd
 
 
 def _copier(cls: type) -> Callable[[Any], Any]:
@@ -67,6 +70,7 @@ def clone(host: Host) -> Host:
     psp.asid_owner = dict(psp.asid_owner)
     psp.faults = dict(psp.faults)
     misc = env.misc = _shallow(env.misc)
+    misc.fingerprint_cache = None
     misc.capacity = dict(misc.capacity)
     groups: dict[str, MiscCg] = {}
     for path, group in sorted(misc.groups.items(), key=lambda item: item[0].count("/") + (item[0] != "/")):
@@ -113,7 +117,7 @@ def clone(host: Host) -> Host:
     return new
 
 
-def _kvm_part(kvm: Any) -> tuple[Any, ...]:
+def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
     vms = []
     for name in sorted(kvm.vms):
         vm = kvm.vms[name]
@@ -134,7 +138,6 @@ def _kvm_part(kvm: Any) -> tuple[Any, ...]:
                 ),
             )
         )
-    vmcbs = kvm.sev_vmcbs
     return (
         tuple(sorted(kvm.params.items())),
         kvm.npt_enabled,
@@ -143,15 +146,37 @@ def _kvm_part(kvm: Any) -> tuple[Any, ...]:
         kvm.sev_asid_bitmap,
         kvm.sev_reclaim_asid_bitmap,
         kvm.sev_vmcbs_cpus,
-        None
-        if vmcbs is None
-        else (
-            vmcbs.zeroed,
-            tuple(sorted((i, tuple(sorted(col.items()))) for i, col in vmcbs.columns.items())),
-            tuple(sorted(vmcbs.nulled)),
-        ),
+        _vmcbs_part(kvm.sev_vmcbs, garbage, nr_cpus),
         tuple(vms),
     )
+
+
+#: an uninitialised ``sev_vmcbs`` entry the explorer has not yet chosen a value for
+UNKNOWN = -1
+
+
+def _vmcbs_part(vmcbs: SevVmcbs | None, garbage: Garbage, nr_cpus: int) -> tuple[int, ...] | None:
+    """What every CPU's ``sev_vmcbs`` would read, entry by entry: a written value, NULL (zeroed
+    arrays, or cleared by ``sev_asid_free``), a value chosen for uninitialised memory, or
+    :data:`UNKNOWN`. How an entry came to read NULL (never written, cleared, written 0) does not
+    change any later decision, so it is not part of the state."""
+    if vmcbs is None:
+        return None
+    columns = vmcbs.columns
+    out: list[int] = []
+    for index in range(vmcbs.entries):
+        column = columns.get(index, {})
+        cleared = vmcbs.zeroed or index in vmcbs.nulled
+        for cpu in range(nr_cpus):
+            value = column.get(cpu)
+            if value is None:
+                if cleared:
+                    value = 0
+                else:
+                    chosen = garbage.resolved.get((cpu, index), garbage.fixed.get((cpu, index)))
+                    value = UNKNOWN if chosen is None else chosen
+            out.append(value)
+    return tuple(out)
 
 
 def _psp_part(psp: Any) -> tuple[Any, ...]:
@@ -171,55 +196,93 @@ def _psp_part(psp: Any) -> tuple[Any, ...]:
     )
 
 
-def fingerprint(host: Host, memo: bool = False) -> tuple[Any, ...]:
-    """The canonical state key. ``memo`` (the explorer's setting) keeps each KVM and firmware
-    object's share on the object: valid because the explorer never writes an object after
-    fingerprinting it -- every write goes to a fresh copy whose memo is cleared."""
+class Interner:
+    """Numbers each distinct fingerprint share once, so that a state key is a short tuple of small
+    integers: Python does not cache tuple hashes, and hashing the nested shares again for every
+    transition cost more than computing them."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[Any, ...], int] = {}
+
+    def __call__(self, share: tuple[Any, ...]) -> int:
+        ids = self.ids
+        number = ids.get(share)
+        if number is None:
+            number = ids[share] = len(ids)
+        return number
+
+
+def fingerprint(host: Host, intern: Interner | None = None) -> tuple[Any, ...]:
+    """The canonical state key.
+
+    With ``intern`` (the explorer's setting) the KVM, firmware and cgroup shares are numbered and
+    the number is kept on the object: valid because the explorer never writes an object after
+    fingerprinting it -- every write goes to a fresh copy whose memo is cleared.
+    """
     env = host.env
     kvm = host.kvm
+    kvm_part: object = None
+    if kvm is not None:
+        if intern is None:
+            kvm_part = _kvm_part(kvm, env.garbage, env.nr_cpus)
+        else:
+            if kvm.fingerprint_cache is None:
+                kvm.fingerprint_cache = intern(_kvm_part(kvm, env.garbage, env.nr_cpus))
+            kvm_part = kvm.fingerprint_cache
+    psp, misc = env.psp, env.misc
+    if intern is None:
+        psp_part: object = _psp_part(psp)
+        misc_part: object = _misc_part(misc)
+    else:
+        if psp.fingerprint_cache is None:
+            psp.fingerprint_cache = intern(_psp_part(psp))
+        if misc.fingerprint_cache is None:
+            misc.fingerprint_cache = intern(_misc_part(misc))
+        psp_part, misc_part = psp.fingerprint_cache, misc.fingerprint_cache
+    online = env.online
+    return (
+        kvm_part,
+        psp_part,
+        misc_part,
+        env.ccp.initialized,
+        online,
+        _tlb_part(env.tlb, online, kvm) if env.tlb else (),
+        tuple(env.pages.free_list),
+        env.pages.next_pfn,
+        bool(env.breaches),
+        bool(env.unclean_teardowns),
+        host.crashed is not None,
+    )
+
+
+def _tlb_part(tlb: dict[int, dict[int, int]], online: int, kvm: KvmAmd | None) -> tuple[Any, ...]:
+    """Each online CPU's cached ASIDs with their owner as "vCPU i of VM v" or "gone": serial
+    numbers only tell vCPUs apart. An offline CPU's TLB is emptied before it can run again."""
     owners: dict[int, tuple[str, int]] = {}
-    kvm_part: tuple[Any, ...] = ()
     if kvm is not None:
         for name, vm in kvm.vms.items():
             for vcpu in vm.vcpus:
                 owners[vcpu.serial] = (name, vcpu.index)
-        cached = kvm.fingerprint_cache if memo else None
-        kvm_part = cached if cached is not None else _kvm_part(kvm)
-        if memo:
-            kvm.fingerprint_cache = kvm_part
-    psp = env.psp
-    cached = psp.fingerprint_cache if memo else None
-    psp_part = cached if cached is not None else _psp_part(psp)
-    if memo:
-        psp.fingerprint_cache = psp_part
-    tlb = tuple(
-        (cpu, tuple(sorted((asid, owners.get(serial, ("gone", -1))) for asid, serial in entries.items())))
-        for cpu, entries in sorted(env.tlb.items())
+    gone = ("gone", -1)
+    return tuple(
+        (cpu, tuple(sorted([(asid, owners.get(serial, gone)) for asid, serial in entries.items()])))
+        for cpu, entries in sorted(tlb.items())
+        if entries and online >> cpu & 1
     )
-    misc = (
+
+
+def _misc_part(misc: MiscCgroup) -> tuple[Any, ...]:
+    groups = (
         tuple(
             (path, tuple(sorted(g.usage.items())), tuple(sorted(g.max.items())))
-            for path, g in sorted(env.misc.groups.items())
+            for path, g in sorted(misc.groups.items())
         )
-        if env.misc.enabled
+        if misc.enabled
         else ()
     )
-    return (
-        kvm is not None,
-        kvm_part,
-        psp_part,
-        env.ccp.initialized,
-        env.online,
-        tlb,
-        tuple(env.pages.free_list),
-        env.pages.next_pfn,
-        tuple(sorted(env.garbage.resolved.items())),
-        tuple(sorted(env.misc.capacity.items())),
-        misc,
-        len(env.breaches) > 0,
-        len(env.unclean_teardowns) > 0,
-        host.crashed is not None,
-    )
+    return (tuple(sorted(misc.capacity.items())), groups)
 
 
 def _copy_psp(env: Any) -> None:

@@ -7,7 +7,6 @@ tool cannot act on gets one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kvmsev import __version__
+from kvmsev.check import defaults as check_defaults
 from kvmsev.check import report as check_report
 from kvmsev.check.actions import VM_NAMES, Bounds
 from kvmsev.check.explore import explore
@@ -34,6 +34,7 @@ from kvmsev.scenario import runner as scenario_runner
 from kvmsev.scenario import schema as scenario_schema
 
 EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +57,8 @@ def add_host_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--profile",
         default=None,
-        help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; check: lab; see 'kvmsev profiles')",
+        help=f"CPU profile name or .json file (default {DEFAULT_PROFILE}; check: lab with 2 ASIDs; "
+        "see 'kvmsev profiles')",
     )
     g.add_argument(
         "--cpuid",
@@ -177,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="explore every sequence of entry points up to a bound; check the invariants"
     )
     add_host_options(p)
-    p.add_argument("--depth", type=_positive_int, default=12, help="moves per path (default 12)")
+    p.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=check_defaults.DEPTH,
+        help=f"moves per path (default {check_defaults.DEPTH}: until no new state on small hosts)",
+    )
     p.add_argument("--vms", type=_positive_int, default=1, help="VMs alive at once (default 1)")
     p.add_argument("--vcpus", type=_positive_int, default=1, help="vCPUs per VM (default 1)")
     p.add_argument("--faults", action="store_true", help="also explore allocation and firmware failures")
@@ -225,13 +232,14 @@ def run(argv: Sequence[str]) -> int:
         report = scenario_runner.run(scenario)
         _emit(report, args.json, scenario_render.trace(report, style))
     elif args.command == "check":
-        config = host_config(args, default_profile="lab")
-        if args.cpus is None and config.profile != "lab":
-            config = dataclasses.replace(config, cpus=2)  # small by default: the explorer is exhaustive
+        config = check_defaults.host(
+            host_config(args, default_profile=check_defaults.PROFILE), bool(args.profile)
+        )
         resolve(config)
-        if not 1 <= args.vms <= len(VM_NAMES) or args.vcpus > 4 or args.depth > 64:
+        if not 1 <= args.vms <= len(VM_NAMES) or args.vcpus > 4 or args.depth > check_defaults.MAX_DEPTH:
             raise InputError(
-                "--vms/--vcpus/--depth", f"bounds are 1..{len(VM_NAMES)} VMs, 1..4 vCPUs, depth 1..64"
+                "--vms/--vcpus/--depth",
+                f"bounds are 1..{len(VM_NAMES)} VMs, 1..4 vCPUs, depth 1..{check_defaults.MAX_DEPTH}",
             )
         bounds = Bounds(
             depth=args.depth,
@@ -279,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("\nkvmsev: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

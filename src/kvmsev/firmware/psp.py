@@ -154,8 +154,8 @@ class Psp:
     #: nothing (the checker's "firmware failures" choices; never set by the model itself)
     faults: dict[Command, Status] = field(default_factory=dict)
 
-    #: the checker's memo of this object's share of a state fingerprint (never compared)
-    fingerprint_cache: tuple[object, ...] | None = field(default=None, compare=False, repr=False)
+    #: the checker's number for this object's share of a state fingerprint (never compared)
+    fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
     #: the command whose last failure was injected (so observers can tell it from a real one)
     injected: Command | None = None
 

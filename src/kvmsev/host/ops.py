@@ -239,12 +239,25 @@ def vm_destroy(host: Host, vm_name: str) -> Outcome:
     return Outcome()
 
 
+#: the boot CPU: no ``online`` file in sysfs on AMD hosts. ``arch_register_cpu()`` (5.x) makes
+#: CPU 0 hotpluggable only on Intel ("Currently CPU0 is only hotpluggable on Intel platforms"),
+#: and "x86/topology: Remove CPU0 hotplug option" (6.5) dropped it everywhere; without the file
+#: the write fails to open.
+BOOT_CPU = 0
+
+
 def cpu_offline(host: Host, cpu: int) -> Outcome:
+    """``echo 0 > /sys/devices/system/cpu/cpuN/online``; -ENOENT for the boot CPU."""
+    if cpu == BOOT_CPU:
+        return Outcome(_ENOENT)
     vcpu_mod.cpu_offline(host.env, cpu)
     return Outcome()
 
 
 def cpu_online(host: Host, cpu: int) -> Outcome:
+    """``echo 1 > /sys/devices/system/cpu/cpuN/online``; -ENOENT for the boot CPU."""
+    if cpu == BOOT_CPU:
+        return Outcome(_ENOENT)
     vcpu_mod.cpu_online(host.env, cpu)
     return Outcome()
 

@@ -38,6 +38,8 @@ class MiscCgroup:
     capacity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
     root: MiscCg = field(default_factory=lambda: MiscCg("/", None))
     groups: dict[str, MiscCg] = field(default_factory=dict)
+    #: the checker's number for this object's share of a state fingerprint (never compared)
+    fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.groups.setdefault("/", self.root)

@@ -28,8 +28,8 @@ class KvmAmd:
     sev_vmcbs: SevVmcbs | None = None
     sev_vmcbs_cpus: int = 0
     vms: dict[str, Vm] = field(default_factory=dict)
-    #: the checker's memo of this object's share of a state fingerprint (never compared)
-    fingerprint_cache: tuple[object, ...] | None = field(default=None, compare=False, repr=False)
+    #: the checker's number for this object's share of a state fingerprint (never compared)
+    fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
     #: ``kvm_cpu_caps[CPUID_8000_001F_EAX]`` where the behaviour has that word (None before it).
     cpu_caps_8000001f_eax: int | None = None
 
