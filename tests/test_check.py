@@ -48,8 +48,16 @@ def test_explorer_reaches_recycling_and_a_full_pool() -> None:
 
 def test_explorer_stops_at_the_bound_and_counts_transitions() -> None:
     result = explore(HostConfig(profile="lab"), Bounds(depth=3))
-    assert result.depth == 3 and not result.complete
+    assert result.depth == 3 and not result.complete and result.limit == "depth"
     assert result.transitions >= result.states - 1
+
+
+def test_explorer_stops_at_the_state_budget() -> None:
+    unlimited = explore(HostConfig(profile="lab"), Bounds(depth=8))
+    budget = unlimited.states // 2
+    result = explore(HostConfig(profile="lab"), Bounds(depth=8, max_states=budget))
+    assert not result.complete and result.limit == "max_states"
+    assert budget <= result.states < unlimited.states
 
 
 def test_clone_is_independent_and_fingerprints_match_equal_states() -> None:

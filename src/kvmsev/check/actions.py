@@ -35,6 +35,8 @@ class Bounds:
     faults: bool = False
     #: also run vCPUs before LAUNCH_FINISH (their VMRUN fails: the ASID is not yet valid)
     early_runs: bool = True
+    #: stop once this many distinct states are known (None: no budget)
+    max_states: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ CPUS = 2
 #: moves per path: far beyond what the default host needs to be explored completely (43 levels)
 DEPTH = 100
 MAX_DEPTH = 1000
+#: a budget that bigger hosts reach in a couple of minutes, holding a few GB (about 2.5 kB a state)
+MAX_STATES = 1_000_000
 
 
 def host(config: HostConfig, profile_given: bool) -> HostConfig:

@@ -44,6 +44,8 @@ class Result:
     transitions: int = 0
     depth: int = 0
     complete: bool = False
+    #: what ended an incomplete search: "depth" or "max_states" (None when complete)
+    limit: str | None = None
     seconds: float = 0.0
     violations: list[Violation] = field(default_factory=list)
     sometimes: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(SOMETIMES, False))
@@ -105,11 +107,16 @@ def _explore(
     seen = {fingerprint(root, intern)}
     result.states = 1
     frontier: list[tuple[Host, tuple[Action, ...]]] = [(root, ())]
+    budget = bounds.max_states
+    over_budget = False
     depth = 0
-    while frontier and depth < bounds.depth:
+    while frontier and depth < bounds.depth and not over_budget:
         depth += 1
         next_frontier: list[tuple[Host, tuple[Action, ...]]] = []
         for host, path in frontier:
+            if budget is not None and len(seen) >= budget:
+                over_budget = True
+                break
             exhausted, recycles = host.env.exhausted, host.env.recycles
             for action in enumerate_actions(host, bounds):
                 child = clone_for(host, action.op, dict(action.args)) if fast else clone(host)
@@ -131,7 +138,9 @@ def _explore(
         if progress is not None:
             progress(depth, result.states, len(frontier))
     result.depth = depth
-    result.complete = not frontier
+    result.complete = not frontier and not over_budget
+    if not result.complete:
+        result.limit = "max_states" if over_budget else "depth"
     result.violations = sorted(found.values(), key=lambda v: (len(v.path), v.invariant))
     result.seconds = time.perf_counter() - start
     return result

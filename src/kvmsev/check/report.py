@@ -33,6 +33,7 @@ def as_dict(result: Result, out_dir: Path | None) -> dict[str, Any]:
         "transitions": result.transitions,
         "depth": result.depth,
         "complete": result.complete,
+        "limit": result.limit,
         "seconds": round(result.seconds, 3),
         "bounds": {
             "depth": result.bounds.depth,
@@ -40,6 +41,7 @@ def as_dict(result: Result, out_dir: Path | None) -> dict[str, Any]:
             "vcpus": result.bounds.vcpus,
             "faults": result.bounds.faults,
             "early_runs": result.bounds.early_runs,
+            "max_states": result.bounds.max_states,
         },
         "violations": violations,
         "sometimes": [
@@ -50,7 +52,12 @@ def as_dict(result: Result, out_dir: Path | None) -> dict[str, Any]:
 
 def human(report: dict[str, Any], style: Style) -> str:
     rate = report["states"] / report["seconds"] if report["seconds"] else 0.0
-    scope = "complete" if report["complete"] else f"bounded at depth {report['depth']}"
+    if report["complete"]:
+        scope = "complete"
+    elif report["limit"] == "max_states":
+        scope = f"stopped at the state budget (--max-states) during depth {report['depth']}"
+    else:
+        scope = f"bounded at depth {report['depth']}"
     out = [
         style(
             f"{report['states']} states, {report['transitions']} transitions, {scope}, "
@@ -59,7 +66,8 @@ def human(report: dict[str, Any], style: Style) -> str:
         )
     ]
     if not report["violations"]:
-        out.append(style("every invariant holds within the bound", "green"))
+        where = "in every reachable state" if report["complete"] else "within the bound"
+        out.append(style(f"every invariant holds {where}", "green"))
     for v in report["violations"]:
         out.append("")
         out.append(style(f"BROKEN {v['invariant']}", "red") + f": {v['statement']}")

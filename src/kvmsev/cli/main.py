@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=check_defaults.DEPTH,
         help=f"moves per path (default {check_defaults.DEPTH}: until no new state on small hosts)",
     )
+    p.add_argument(
+        "--max-states",
+        type=_positive_int,
+        default=check_defaults.MAX_STATES,
+        help=f"stop once this many distinct states are known (default {check_defaults.MAX_STATES:,})",
+    )
     p.add_argument("--vms", type=_positive_int, default=1, help="VMs alive at once (default 1)")
     p.add_argument("--vcpus", type=_positive_int, default=1, help="vCPUs per VM (default 1)")
     p.add_argument("--faults", action="store_true", help="also explore allocation and firmware failures")
@@ -247,6 +253,7 @@ def run(argv: Sequence[str]) -> int:
             vcpus=args.vcpus,
             faults=args.faults,
             early_runs=not args.no_early_runs,
+            max_states=args.max_states,
         )
         progress = None
         if sys.stderr.isatty() and not args.json:
