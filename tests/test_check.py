@@ -52,6 +52,15 @@ def test_explorer_stops_at_the_bound_and_counts_transitions() -> None:
     assert result.transitions >= result.states - 1
 
 
+def test_a_complete_search_reports_how_deep_the_farthest_state_is() -> None:
+    config = HostConfig(profile="lab", kernel="v5.12", apply=("npt-required",), params=("kvm_amd.npt=0",))
+    complete = explore(config, Bounds(depth=100))
+    assert complete.complete and complete.limit is None
+    exact = explore(config, Bounds(depth=complete.depth))
+    short = explore(config, Bounds(depth=complete.depth - 1))
+    assert exact.states == complete.states > short.states
+
+
 def test_explorer_stops_at_the_state_budget() -> None:
     unlimited = explore(HostConfig(profile="lab"), Bounds(depth=8))
     budget = unlimited.states // 2

@@ -42,6 +42,7 @@ class Result:
     bounds: Bounds
     states: int = 0
     transitions: int = 0
+    #: levels explored; when complete, the greatest distance of any state from the boot
     depth: int = 0
     complete: bool = False
     #: what ended an incomplete search: "depth" or "max_states" (None when complete)
@@ -109,9 +110,10 @@ def _explore(
     frontier: list[tuple[Host, tuple[Action, ...]]] = [(root, ())]
     budget = bounds.max_states
     over_budget = False
-    depth = 0
+    depth = deepest = 0
     while frontier and depth < bounds.depth and not over_budget:
         depth += 1
+        known = len(seen)
         next_frontier: list[tuple[Host, tuple[Action, ...]]] = []
         for host, path in frontier:
             if budget is not None and len(seen) >= budget:
@@ -135,10 +137,12 @@ def _explore(
                     next_frontier.append((child, child_path))
         frontier = next_frontier
         result.states = len(seen)
+        if result.states > known:
+            deepest = depth
         if progress is not None:
             progress(depth, result.states, len(frontier))
-    result.depth = depth
     result.complete = not frontier and not over_budget
+    result.depth = deepest if result.complete else depth
     if not result.complete:
         result.limit = "max_states" if over_budget else "depth"
     result.violations = sorted(found.values(), key=lambda v: (len(v.path), v.invariant))

@@ -53,7 +53,7 @@ def as_dict(result: Result, out_dir: Path | None) -> dict[str, Any]:
 def human(report: dict[str, Any], style: Style) -> str:
     rate = report["states"] / report["seconds"] if report["seconds"] else 0.0
     if report["complete"]:
-        scope = "complete"
+        scope = f"complete ({report['depth']} deep)"
     elif report["limit"] == "max_states":
         scope = f"stopped at the state budget (--max-states) during depth {report['depth']}"
     else:
