@@ -155,18 +155,29 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
 UNKNOWN = -1
 
 
-def _vmcbs_part(vmcbs: SevVmcbs | None, garbage: Garbage, nr_cpus: int) -> tuple[int, ...] | None:
-    """What every CPU's ``sev_vmcbs`` would read, entry by entry: a written value, NULL (zeroed
-    arrays, or cleared by ``sev_asid_free``), a value chosen for uninitialised memory, or
-    :data:`UNKNOWN`. How an entry came to read NULL (never written, cleared, written 0) does not
-    change any later decision, so it is not part of the state."""
+def _vmcbs_part(
+    vmcbs: SevVmcbs | None, garbage: Garbage, nr_cpus: int
+) -> tuple[tuple[int, int, int], ...] | None:
+    """What every CPU's ``sev_vmcbs`` would read: for each entry that does not read the arrays'
+    initial content (NULL when zeroed, :data:`UNKNOWN` otherwise), ``(index, cpu, value)`` -- a
+    written value, NULL (cleared by ``sev_asid_free``), or a value chosen for uninitialised memory.
+    How an entry came to read NULL (never written, cleared, written 0) does not change any later
+    decision, so it is not part of the state. Only touched entries are visited: a 1006-ASID part
+    costs what a 2-ASID one does."""
     if vmcbs is None:
         return None
-    columns = vmcbs.columns
-    out: list[int] = []
-    for index in range(vmcbs.entries):
+    columns, nulled = vmcbs.columns, vmcbs.nulled
+    initial = 0 if vmcbs.zeroed else UNKNOWN
+    touched = set(columns) | nulled
+    if not vmcbs.zeroed:
+        touched.update(index for _, index in garbage.resolved)
+        touched.update(index for _, index in garbage.fixed)
+    out: list[tuple[int, int, int]] = []
+    for index in sorted(touched):
+        if index >= vmcbs.entries:
+            continue
         column = columns.get(index, {})
-        cleared = vmcbs.zeroed or index in vmcbs.nulled
+        cleared = vmcbs.zeroed or index in nulled
         for cpu in range(nr_cpus):
             value = column.get(cpu)
             if value is None:
@@ -175,7 +186,8 @@ def _vmcbs_part(vmcbs: SevVmcbs | None, garbage: Garbage, nr_cpus: int) -> tuple
                 else:
                     chosen = garbage.resolved.get((cpu, index), garbage.fixed.get((cpu, index)))
                     value = UNKNOWN if chosen is None else chosen
-            out.append(value)
+            if value != initial:
+                out.append((index, cpu, value))
     return tuple(out)
 
 
