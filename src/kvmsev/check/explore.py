@@ -8,6 +8,9 @@ advertising too much, do not stop the search). Because the search is breadth-fir
 path found to each broken invariant is a shortest one. "Sometimes" properties record whether
 the interesting things happened at all (an allocation found its range full; freed ASIDs were
 recycled), so that a pass means the explorer really reached them.
+
+The search ends when a level brings no new state (``complete``: the outcome covers every
+reachable state), at the depth bound, or once ``bounds.max_states`` states are known.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def explore(
     progress: Callable[[int, int, int], None] | None = None,
     fast: bool = True,
 ) -> Result:
-    """Explore up to ``bounds.depth`` moves; ``progress(depth, states, frontier)`` after each level.
+    """Explore up to ``bounds.depth`` moves and ``bounds.max_states`` states;
+    ``progress(depth, states, frontier)`` after each level.
 
     ``fast`` copies only what each move can write (:func:`~kvmsev.check.state.clone_for`);
     False copies the whole state every time (the reference the tests compare against).

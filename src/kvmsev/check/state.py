@@ -5,7 +5,10 @@ configuration, behaviour, CPUID leaf, boot features) or what does not steer any 
 memory contents, the firmware's random source). ``fingerprint`` is a canonical tuple of every
 piece of state that decides what can happen next: two hosts with equal fingerprints behave the
 same under every sequence of entry points. Identities that are only labels are canonicalised:
-a TLB entry is owned by "live vCPU i of VM v" or by "a vCPU that no longer exists".
+a TLB entry is owned by "live vCPU i of VM v" or by "a vCPU that no longer exists". What no move
+can observe is left out: an offline CPU's TLB (emptied by INIT before the CPU runs again), and
+how a ``sev_vmcbs`` entry came to read what it reads. ``tests/test_check.py`` checks that a
+search without these reductions reaches exactly the same fingerprints.
 """
 
 from __future__ import annotations
