@@ -54,6 +54,13 @@ ROWS: tuple[Row, ...] = (
         "as released: the stale-TLB hole remains (sev_vmcbs[asid-1] cleared instead of [asid], and "
         "last_vmentry_cpu starting at 0); examples/tlb-stale-vmcb-5.13.yaml is the path",
     ),
+    Row(
+        "v5.13, one CPU",
+        _lab("v5.13", cpus=1),
+        COMPLETE,
+        "the smallest host that shows the hole: one CPU and one SEV ASID are enough (the vCPU never "
+        "leaves CPU 0, whose number last_vmentry_cpu starts at); teardown_clean needs a second CPU to offline",
+    ),
     Row("v5.13+off-by-one-fix", _lab("v5.13", FIXES[:1]), NO_EARLY, "179c6c27bf48 alone closes it"),
     Row(
         "v5.13+last-vmentry-cpu-minus-one",
