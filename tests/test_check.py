@@ -104,6 +104,8 @@ def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
     capsys.readouterr()
     assert main(["check", "--vms", "99"]) == 2
     assert main(["check", "--depth", "1001"]) == 2
+    assert main(["check", "--max-states", "0"]) == 2
+    assert "--max-states: 0 must be at least 1" in capsys.readouterr().err
 
 
 def test_check_defaults_to_two_asids_unless_the_user_chooses() -> None:

@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"kvmsev: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
         return int(text, 10)
     except ValueError:
@@ -106,7 +106,7 @@ def add_host_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="BIOS option: smee, sev_es_asid_space_limit, sev_asid_count (repeatable)",
     )
-    g.add_argument("--cpus", type=_positive_int, help="number of CPUs (default: the profile's thread count)")
+    g.add_argument("--cpus", type=_whole_number, help="number of CPUs (default: the profile's thread count)")
     g.add_argument(
         "--fail-alloc",
         action="append",
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--revert", action="append", default=[], metavar="PATCH", help="revert a patch (repeatable)"
     )
-    p.add_argument("--seed", type=_positive_int, help="override the scenario's seed")
+    p.add_argument("--seed", type=_whole_number, help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print the JSON report (docs/json.md)")
 
     p = sub.add_parser(
@@ -181,18 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_host_options(p)
     p.add_argument(
         "--depth",
-        type=_positive_int,
+        type=_whole_number,
         default=check_defaults.DEPTH,
         help=f"moves per path (default {check_defaults.DEPTH}: until no new state on small hosts)",
     )
     p.add_argument(
         "--max-states",
-        type=_positive_int,
+        type=_whole_number,
         default=check_defaults.MAX_STATES,
         help=f"stop once this many distinct states are known (default {check_defaults.MAX_STATES:,})",
     )
-    p.add_argument("--vms", type=_positive_int, default=1, help="VMs alive at once (default 1)")
-    p.add_argument("--vcpus", type=_positive_int, default=1, help="vCPUs per VM (default 1)")
+    p.add_argument("--vms", type=_whole_number, default=1, help="VMs alive at once (default 1)")
+    p.add_argument("--vcpus", type=_whole_number, default=1, help="vCPUs per VM (default 1)")
     p.add_argument("--faults", action="store_true", help="also explore allocation and firmware failures")
     p.add_argument("--no-early-runs", action="store_true", help="do not run vCPUs before LAUNCH_FINISH")
     p.add_argument("--out", metavar="DIR", help="write each counterexample as a scenario file in DIR")
@@ -242,11 +242,15 @@ def run(argv: Sequence[str]) -> int:
             host_config(args, default_profile=check_defaults.PROFILE), bool(args.profile)
         )
         resolve(config)
-        if not 1 <= args.vms <= len(VM_NAMES) or args.vcpus > 4 or args.depth > check_defaults.MAX_DEPTH:
-            raise InputError(
-                "--vms/--vcpus/--depth",
-                f"bounds are 1..{len(VM_NAMES)} VMs, 1..4 vCPUs, depth 1..{check_defaults.MAX_DEPTH}",
-            )
+        for option, value, highest in (
+            ("--depth", args.depth, check_defaults.MAX_DEPTH),
+            ("--vms", args.vms, len(VM_NAMES)),
+            ("--vcpus", args.vcpus, 4),
+            ("--max-states", args.max_states, None),
+        ):
+            if value < 1 or (highest is not None and value > highest):
+                limits = "must be at least 1" if highest is None else f"is outside 1..{highest}"
+                raise InputError(option, f"{value} {limits}")
         bounds = Bounds(
             depth=args.depth,
             vms=args.vms,
