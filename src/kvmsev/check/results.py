@@ -59,7 +59,8 @@ ROWS: tuple[Row, ...] = (
         _lab("v5.13", cpus=1),
         COMPLETE,
         "the smallest host that shows the hole: one CPU and one SEV ASID are enough (the vCPU never "
-        "leaves CPU 0, whose number last_vmentry_cpu starts at); teardown_clean needs a second CPU to offline",
+        "leaves CPU 0, whose number last_vmentry_cpu starts at); teardown_clean needs a second CPU "
+        "to offline",
     ),
     Row("v5.13+off-by-one-fix", _lab("v5.13", FIXES[:1]), NO_EARLY, "179c6c27bf48 alone closes it"),
     Row(
