@@ -1,9 +1,10 @@
 """The explorer's moves: the entry points a user of the real system has, plus injected faults.
 
-Enumeration is bounded (VMs, vCPUs per VM) and skips only calls that cannot change anything the
-first time they are made pointless by the state (e.g. LAUNCH_MEASURE when the firmware guest is not
-in LUPDATE); everything else -- including calls that fail with an errno -- is a move. Memory
-contents never steer a decision, so data-carrying calls are explored without data.
+Enumeration is bounded (VMs, vCPUs per VM) and skips only calls that cannot change anything in
+the state at hand (e.g. LAUNCH_MEASURE when the firmware guest is not in LUPDATE, INIT on an
+active VM where the kernel checks before it writes); everything else -- including calls that fail
+with an errno -- is a move. Memory contents never steer a decision, so data-carrying calls are
+explored without data.
 
 Uninitialised ``sev_vmcbs`` entries are adversarial: the first VM entry that reads one branches
 into "it happens to equal this vCPU's VMCB" and "it does not".
@@ -75,7 +76,45 @@ def _unknown_entry(host: Host, cpu: int, index: int) -> bool:
     return (cpu, index) not in garbage.resolved and (cpu, index) not in garbage.fixed
 
 
-def enumerate_actions(host: Host, bounds: Bounds) -> list[Action]:
+def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
+    """KVM_SEV_INIT / ES_INIT and the LAUNCH_* commands on VM ``name``.
+
+    With ``prune``, calls that fail without changing anything are left out: INIT on an active VM
+    (-EBUSY) -- except 5.12's ES_INIT, which marks the VM ES before it fails; a second
+    LAUNCH_START where 934002cd660b decommissions the context whose ACTIVATE fails (without
+    that fix the context leaks); LAUNCH_* in a firmware state that refuses them. An armed
+    firmware fault turns pruning off: any command would consume it.
+    """
+    env = host.env
+    assert host.kvm is not None
+    vm = host.kvm.vms[name]
+    behaviour = env.behaviour
+    target = (("vm", name),)
+    moves: list[Action] = []
+    if not prune or not vm.active:
+        moves.append(Action("sev_init", target))
+    if host.kvm.sev_es_enabled and (
+        not prune or not vm.active or not behaviour.es_active_set_on_success_only
+    ):
+        moves.append(Action("sev_es_init", target))
+    if vm.active and (not prune or not vm.handle or not behaviour.decommission_on_bind_failure):
+        moves.append(Action("launch_start", (("vm", name), ("policy", 0x4 if vm.es_active else 0))))
+    if not vm.handle:
+        return moves
+    guest = env.psp.guests.get(vm.handle)
+    state = None if guest is None else guest.state
+    if not prune or state is GuestState.LUPDATE:
+        if not prune or (vm.es_active and any(not v.guest_state_protected for v in vm.vcpus)):
+            moves.append(Action("launch_update_vmsa", target))
+        moves.append(Action("launch_measure", target))
+    if not prune or state is GuestState.LSECRET:
+        moves.append(Action("launch_finish", target))
+    return moves
+
+
+def enumerate_actions(host: Host, bounds: Bounds, prune: bool = True) -> list[Action]:
+    """Every move from ``host`` within ``bounds``; ``prune`` leaves out calls that cannot change
+    anything (``tests/test_check.py`` applies every left-out call and checks that)."""
     if host.crashed is not None:
         return []
     env = host.env
@@ -93,20 +132,7 @@ def enumerate_actions(host: Host, bounds: Bounds) -> list[Action]:
             moves.append(Action("vm_create", (("vm", name),)))
         for name, vm in vms.items():
             target = (("vm", name),)
-            if not vm.active:
-                moves.append(Action("sev_init", target))
-                if kvm.sev_es_enabled:
-                    moves.append(Action("sev_es_init", target))
-            elif not vm.handle:
-                moves.append(Action("launch_start", (("vm", name), ("policy", 0x4 if vm.es_active else 0))))
-            else:
-                guest = env.psp.guests.get(vm.handle)
-                if guest is not None and guest.state is GuestState.LUPDATE:
-                    if vm.es_active and any(not v.guest_state_protected for v in vm.vcpus):
-                        moves.append(Action("launch_update_vmsa", target))
-                    moves.append(Action("launch_measure", target))
-                elif guest is not None and guest.state is GuestState.LSECRET:
-                    moves.append(Action("launch_finish", target))
+            moves += _launch_moves(host, name, prune and not env.psp.faults)
             if len(vm.vcpus) < bounds.vcpus:
                 moves.append(Action("vcpu_create", target))
             runnable = bounds.early_runs or not vm.active or env.psp.asid_valid(vm.asid)

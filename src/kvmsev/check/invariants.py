@@ -109,6 +109,39 @@ def tlb_isolation(host: Host) -> list[str]:
     ]
 
 
+def guest_kind(host: Host) -> list[str]:
+    """``es_active`` says what userspace asked for: ES_INIT makes an SEV-ES guest, INIT an SEV one."""
+    if host.kvm is None:
+        return []
+    return [
+        f"VM {vm.name} was initialised with {'KVM_SEV_ES_INIT' if vm.initialised_as_es else 'KVM_SEV_INIT'} "
+        f"but KVM has es_active={int(vm.es_active)}"
+        for vm in host.kvm.vms.values()
+        if vm.initialised_as_es is not None and vm.es_active != vm.initialised_as_es
+    ]
+
+
+def es_vcpus_have_vmsa(host: Host) -> list[str]:
+    if host.kvm is None:
+        return []
+    return [
+        f"vCPU {vcpu.index} of SEV-ES VM {vm.name} has no VMSA page"
+        for vm in host.kvm.vms.values()
+        if vm.active and vm.es_active
+        for vcpu in vm.vcpus
+        if vcpu.vmsa_pfn is None
+    ]
+
+
+def no_leaked_context(host: Host) -> list[str]:
+    held = {vm.handle for vm in host.kvm.vms.values()} if host.kvm is not None else set()
+    return [
+        f"firmware guest context {handle} belongs to no VM"
+        for handle in host.env.psp.guests
+        if handle not in held
+    ]
+
+
 def misc_usage(host: Host) -> list[str]:
     misc = host.env.misc
     if not misc.enabled or host.kvm is None or not host.env.behaviour.misc_cgroup:
@@ -196,6 +229,24 @@ INVARIANTS: tuple[Invariant, ...] = (
         "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
         "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48",
         tlb_isolation,
+    ),
+    Invariant(
+        "guest_kind",
+        "A guest is SEV-ES exactly when userspace initialised it with KVM_SEV_ES_INIT.",
+        "9fa1521daafb; sev.c sev_guest_init, sev_es_guest_init",
+        guest_kind,
+    ),
+    Invariant(
+        "es_vcpus_have_vmsa",
+        "Every vCPU of an SEV-ES guest has a VMSA page (vCPUs exist only after INIT decided the kind).",
+        "8727906fde6e; svm.c svm_create_vcpu",
+        es_vcpus_have_vmsa,
+    ),
+    Invariant(
+        "no_leaked_context",
+        "Every firmware guest context belongs to a live VM: none outlives the VM or a failed launch.",
+        "934002cd660b; sev.c sev_launch_start, sev_unbind_asid",
+        no_leaked_context,
     ),
     Invariant(
         "misc_usage",

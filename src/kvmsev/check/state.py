@@ -136,6 +136,7 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
                 vm.misc_cg is not None,
                 vm.pages_locked,
                 vm.created_vcpus,
+                vm.initialised_as_es,
                 tuple(
                     (v.vmcb_pfn, v.vmsa_pfn, v.last_vmentry_cpu, v.guest_state_protected) for v in vm.vcpus
                 ),

@@ -64,6 +64,7 @@ def sev_cmd(
     result = ioctl.mem_enc_op(host.env, host.kvm, vm, cmd)
     out: dict[str, object] = {}
     if cmd_id in (SevCmd.INIT, SevCmd.ES_INIT) and result.ret == 0:
+        vm.initialised_as_es = cmd_id == SevCmd.ES_INIT
         out["asid"] = vm.asid
     elif cmd_id == SevCmd.LAUNCH_START and result.ret == 0:
         out["handle"] = vm.handle

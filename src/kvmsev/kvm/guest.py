@@ -91,3 +91,7 @@ class Vm:
     regions: list[EncRegion] = field(default_factory=list)
     vcpus: list[Vcpu] = field(default_factory=list)
     created_vcpus: int = 0
+    #: the VMM's side, not the kernel's: whether the KVM_SEV_INIT / KVM_SEV_ES_INIT that made the
+    #: VM an SEV guest was ES_INIT (None before one succeeds). The kernel keeps no such record;
+    #: the invariants compare ``es_active`` against it.
+    initialised_as_es: bool | None = None
