@@ -168,6 +168,21 @@ def test_module_unload_is_refused_while_vms_exist_and_reload_keeps_the_firmware(
     assert steps[8]["result"] == {"asid": 3}
 
 
+def test_an_injected_fault_fails_the_next_command_it_names_once() -> None:
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "launch_start", "vm": "g"},
+            {"op": "fw_fault", "cmd": "LAUNCH_MEASURE"},
+            {"op": "launch_measure", "vm": "g"},
+            {"op": "launch_measure", "vm": "g"},
+        ]
+    )
+    assert steps[4]["errno"] == "EIO" and steps[4]["fw_error"]["name"] == "HWSEV_RET_UNSAFE"
+    assert steps[5]["errno"] is None
+
+
 def test_the_boot_cpu_has_no_online_file_and_stays_online() -> None:
     steps = run(
         [

@@ -83,7 +83,7 @@ def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
     (-EBUSY) -- except 5.12's ES_INIT, which marks the VM ES before it fails; a second
     LAUNCH_START where 934002cd660b decommissions the context whose ACTIVATE fails (without
     that fix the context leaks); LAUNCH_* in a firmware state that refuses them. An armed
-    firmware fault turns pruning off: any command would consume it.
+    firmware fault turns pruning off: the command it is armed for would consume it.
     """
     env = host.env
     assert host.kvm is not None

@@ -159,18 +159,17 @@ class Psp:
     #: the command whose last failure was injected (so observers can tell it from a real one)
     injected: Command | None = None
 
-    def _fault(self, command: Command) -> CommandResult | None:
+    # -- helpers ------------------------------------------------------------------------------
+    def _refused(self, command: Command) -> CommandResult | None:
+        """What comes back before the firmware looks at ``command``: -ENODEV without SEV firmware
+        (the ccp driver has no device), or the failure a scenario armed for this command."""
+        if not self.present:
+            return CommandResult(command, _ENODEV, None)
         status = self.faults.pop(command, None) if self.faults else None
         if status is None:
             return None
         self.injected = command
         return _r(command, status)
-
-    # -- helpers ------------------------------------------------------------------------------
-    def _absent(self, command: Command) -> CommandResult | None:
-        if self.present:
-            return None
-        return CommandResult(command, _ENODEV, None)
 
     def _guest(self, handle: int) -> GuestContext | None:
         return self.guests.get(handle)
@@ -188,8 +187,8 @@ class Psp:
     # -- platform commands --------------------------------------------------------------------
     def init(self, es: bool = True) -> CommandResult:
         """INIT: UNINIT -> INIT; every ASID becomes dirty and WBINVD_DONE is cleared."""
-        if (absent := self._absent(Command.INIT)) is not None:
-            return absent
+        if (refused := self._refused(Command.INIT)) is not None:
+            return refused
         if self.state is not PlatformState.UNINIT:
             return _r(Command.INIT, Status.INVALID_PLATFORM_STATE)
         if not self.mem_encrypt_enabled:
@@ -204,8 +203,8 @@ class Psp:
 
     def shutdown(self) -> CommandResult:
         """SHUTDOWN: any state -> UNINIT; every guest context is wiped."""
-        if (absent := self._absent(Command.SHUTDOWN)) is not None:
-            return absent
+        if (refused := self._refused(Command.SHUTDOWN)) is not None:
+            return refused
         self.guests.clear()
         self.asid_dirty |= self.asid_in_use
         self.asid_allocated = self.asid_in_use = 0
@@ -214,8 +213,8 @@ class Psp:
         return _r(Command.SHUTDOWN, Status.SUCCESS)
 
     def platform_status(self) -> CommandResult:
-        if (absent := self._absent(Command.PLATFORM_STATUS)) is not None:
-            return absent
+        if (refused := self._refused(Command.PLATFORM_STATUS)) is not None:
+            return refused
         major, minor, build = self.api
         sev_guests = sum(1 for _ in self.guests)
         out = {
@@ -230,8 +229,8 @@ class Psp:
         return _r(Command.PLATFORM_STATUS, Status.SUCCESS, out)
 
     def _platform_cmd(self, cmd: Command, legal: tuple[PlatformState, ...]) -> CommandResult:
-        if (absent := self._absent(cmd)) is not None:
-            return absent
+        if (refused := self._refused(cmd)) is not None:
+            return refused
         if self.state not in legal:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
         return _r(cmd, Status.SUCCESS)
@@ -256,8 +255,8 @@ class Psp:
 
     def pek_cert_import(self) -> CommandResult:
         """PEK_CERT_IMPORT: INIT only; ALREADY_OWNED once externally owned."""
-        if (absent := self._absent(Command.PEK_CERT_IMPORT)) is not None:
-            return absent
+        if (refused := self._refused(Command.PEK_CERT_IMPORT)) is not None:
+            return refused
         if self.state is not PlatformState.INIT:
             return _r(Command.PEK_CERT_IMPORT, Status.INVALID_PLATFORM_STATE)
         if self.owned:
@@ -277,10 +276,8 @@ class Psp:
 
     def df_flush(self) -> CommandResult:
         """DF_FLUSH: dirty ASIDs become clean when every enabled thread did WBINVD."""
-        if self.present and (fault := self._fault(Command.DF_FLUSH)) is not None:
-            return fault
-        if not self.present:
-            return CommandResult(Command.DF_FLUSH, _ENODEV, None)
+        if (refused := self._refused(Command.DF_FLUSH)) is not None:
+            return refused
         if self.state is PlatformState.UNINIT:
             return _r(Command.DF_FLUSH, Status.INVALID_PLATFORM_STATE)
         if self.wbinvd_done & self.enabled_threads != self.enabled_threads:
@@ -292,10 +289,8 @@ class Psp:
     # -- guest commands -----------------------------------------------------------------------
     def launch_start(self, handle: int, policy: int, session: Session | None) -> CommandResult:
         """LAUNCH_START (§2.1): on success ``out`` is the new handle."""
-        if self.present and (fault := self._fault(Command.LAUNCH_START)) is not None:
-            return fault
-        if (absent := self._absent(Command.LAUNCH_START)) is not None:
-            return absent
+        if (refused := self._refused(Command.LAUNCH_START)) is not None:
+            return refused
         cmd = Command.LAUNCH_START
         if self.state is PlatformState.UNINIT:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
@@ -329,10 +324,8 @@ class Psp:
 
     def activate(self, handle: int, asid: int) -> CommandResult:
         """ACTIVATE (§3.2), checks in the firmware's order."""
-        if self.present and (fault := self._fault(Command.ACTIVATE)) is not None:
-            return fault
-        if (absent := self._absent(Command.ACTIVATE)) is not None:
-            return absent
+        if (refused := self._refused(Command.ACTIVATE)) is not None:
+            return refused
         cmd = Command.ACTIVATE
         if self.state is not PlatformState.WORKING:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
@@ -364,8 +357,8 @@ class Psp:
         return _r(cmd, Status.SUCCESS)
 
     def _working_guest(self, cmd: Command, handle: int) -> GuestContext | CommandResult:
-        if (absent := self._absent(cmd)) is not None:
-            return absent
+        if (refused := self._refused(cmd)) is not None:
+            return refused
         if self.state is not PlatformState.WORKING:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
         guest = self.guests.get(handle)
@@ -396,8 +389,8 @@ class Psp:
     def launch_update_vmsa(self, handle: int, paddr: int, length: int) -> CommandResult:
         """LAUNCH_UPDATE_VMSA: length checked first; needs an ES policy and activation."""
         cmd = Command.LAUNCH_UPDATE_VMSA
-        if (absent := self._absent(cmd)) is not None:
-            return absent
+        if (refused := self._refused(cmd)) is not None:
+            return refused
         if length != VMSA_SIZE:
             return _r(cmd, Status.INVALID_LEN)
         guest = self._working_guest(cmd, handle)
@@ -491,8 +484,8 @@ class Psp:
     def guest_status(self, handle: int) -> CommandResult:
         """GUEST_STATUS: an unknown handle answers SUCCESS with everything 0 (FW 1.55)."""
         cmd = Command.GUEST_STATUS
-        if (absent := self._absent(cmd)) is not None:
-            return absent
+        if (refused := self._refused(cmd)) is not None:
+            return refused
         if self.state is PlatformState.UNINIT:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
         guest = self.guests.get(handle)
@@ -504,8 +497,6 @@ class Psp:
 
     def deactivate(self, handle: int) -> CommandResult:
         """DEACTIVATE: an in-use ASID becomes dirty (and every WBINVD_DONE flag clears)."""
-        if self.present and (fault := self._fault(Command.DEACTIVATE)) is not None:
-            return fault
         cmd = Command.DEACTIVATE
         guest = self._working_guest(cmd, handle)
         if isinstance(guest, CommandResult):
@@ -526,8 +517,6 @@ class Psp:
 
     def decommission(self, handle: int) -> CommandResult:
         """DECOMMISSION: the ASID must be released first (ACTIVE); the last guest -> INIT."""
-        if self.present and (fault := self._fault(Command.DECOMMISSION)) is not None:
-            return fault
         cmd = Command.DECOMMISSION
         guest = self._working_guest(cmd, handle)
         if isinstance(guest, CommandResult):
@@ -542,8 +531,8 @@ class Psp:
     def dbg(self, encrypt: bool, handle: int, src: int, dst: int, length: int) -> CommandResult:
         """DBG_DECRYPT / DBG_ENCRYPT: alignment, length, handle, NODBG, activation; no state check."""
         cmd = Command.DBG_ENCRYPT if encrypt else Command.DBG_DECRYPT
-        if (absent := self._absent(cmd)) is not None:
-            return absent
+        if (refused := self._refused(cmd)) is not None:
+            return refused
         if self.state is not PlatformState.WORKING:
             return _r(cmd, Status.INVALID_PLATFORM_STATE)
         if src % 16 or dst % 16:
