@@ -67,11 +67,7 @@ def clone(host: Host) -> Host:
     env.alloc = _shallow(env.alloc)
     env.alloc.live = dict(env.alloc.live)
     env.alloc.fail_sites = set(env.alloc.fail_sites)
-    psp = env.psp = _shallow(env.psp)
-    psp.fingerprint_cache = None
-    psp.guests = {h: _guest(g) for h, g in psp.guests.items()}
-    psp.asid_owner = dict(psp.asid_owner)
-    psp.faults = dict(psp.faults)
+    _copy_psp(env)
     misc = env.misc = _shallow(env.misc)
     misc.fingerprint_cache = None
     misc.capacity = dict(misc.capacity)
@@ -94,9 +90,7 @@ def clone(host: Host) -> Host:
     pages.live = set(pages.live)
     env.breaches = list(env.breaches)
     env.unclean_teardowns = list(env.unclean_teardowns)
-    if not env.trace.on:
-        env.trace = env.trace  # off: nothing is ever appended, sharing is safe
-    else:
+    if env.trace.on:  # a trace that is off is never appended to: shared
         env.trace = _shallow(env.trace)
         env.trace.events = list(env.trace.events)
     if host.kvm is not None:

@@ -162,7 +162,8 @@ class Psp:
     # -- helpers ------------------------------------------------------------------------------
     def _refused(self, command: Command) -> CommandResult | None:
         """What comes back before the firmware looks at ``command``: -ENODEV without SEV firmware
-        (the ccp driver has no device), or the failure a scenario armed for this command."""
+        (``sev_do_cmd`` in drivers/crypto/ccp/sev-dev.c finds no ``psp_master``), or the failure a
+        scenario armed for this command."""
         if not self.present:
             return CommandResult(command, _ENODEV, None)
         status = self.faults.pop(command, None) if self.faults else None
