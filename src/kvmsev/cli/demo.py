@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from kvmsev.cli.style import Style, table
 from kvmsev.host.config import HostConfig
 from kvmsev.host.report import boot_report
 from kvmsev.scenario import runner, schema
 
-#: Guest a runs on CPU 0 and is destroyed; guest c recycles its ASID and gets its VMCB page back,
-#: then enters on CPU 0 (examples/tlb-stale-vmcb-5.13.yaml).
-RECYCLE_STEPS: list[dict[str, Any]] = [
-    {"op": "vm_create", "vm": "a"},
-    {"op": "sev_init", "vm": "a"},
-    {"op": "launch_start", "vm": "a"},
-    {"op": "launch_measure", "vm": "a"},
-    {"op": "launch_finish", "vm": "a"},
-    {"op": "vcpu_create", "vm": "a"},
-    {"op": "vcpu_run", "vm": "a", "vcpu": 0, "cpu": 0},
-    {"op": "vm_destroy", "vm": "a"},
-    {"op": "vm_create", "vm": "b"},
-    {"op": "sev_init", "vm": "b"},
-    {"op": "vm_create", "vm": "c"},
-    {"op": "sev_init", "vm": "c"},
-    {"op": "launch_start", "vm": "c"},
-    {"op": "launch_measure", "vm": "c"},
-    {"op": "launch_finish", "vm": "c"},
-    {"op": "vcpu_create", "vm": "c"},
-    {"op": "vcpu_run", "vm": "c", "vcpu": 0, "cpu": 0},
-]
+#: The scenario the guest demo runs on four kernels. It ships with the package, and
+#: examples/tlb-stale-vmcb-5.13.yaml links to it, so the demo and the example cannot drift apart.
+RECYCLE_SCENARIO = "tlb-stale-vmcb-5.13.yaml"
+
+
+def recycle_steps() -> list[dict[str, Any]]:
+    """Guest a runs on CPU 0 and is destroyed; guest c recycles its ASID and gets its VMCB page
+    back, then enters on CPU 0."""
+    text = resources.files("kvmsev.scenario").joinpath("builtin", RECYCLE_SCENARIO).read_text()
+    steps: list[dict[str, Any]] = yaml.safe_load(text)["steps"]
+    return steps
+
 
 #: (label, profile, extra BIOS, extra params) -- a distribution kernel config, default modprobe.
 CASES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -106,6 +100,7 @@ def demo(style: Style) -> str:
 def guest_demo(style: Style) -> str:
     """A short guest run: ASID recycling with a reused VMCB page, on four kernels."""
     rows = []
+    steps = recycle_steps()
     for label, kernel, apply in (
         ("v5.12", "v5.12", ()),
         ("v5.13", "v5.13", ()),
@@ -113,7 +108,7 @@ def guest_demo(style: Style) -> str:
         ("v5.13 + last-vmentry-cpu-minus-one (5.14)", "v5.13", ("last-vmentry-cpu-minus-one",)),
     ):
         host = {"profile": "lab", "kernel": kernel, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
-        report = runner.run(schema.parse({"host": host, "steps": RECYCLE_STEPS}, "recycle"))
+        report = runner.run(schema.parse({"host": host, "steps": steps}, "recycle"))
         last = report["steps"][-1]["result"]
         broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
         verdict = style("stale TLB entries used", "red") if broken else style("isolated", "green")
