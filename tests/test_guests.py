@@ -260,3 +260,32 @@ def test_run_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     }
     assert set(report["final"]) >= {"kvm", "firmware"}
     assert report["invariants"]["violations"] == []
+
+
+def test_cpuid_edx_zero_makes_every_sev_init_fail_with_ebusy() -> None:
+    """min_sev_asid 0: the SEV search starts at (unsigned long)-1 and the SEV-ES range ends at -1
+    (sev_asid_new's int bounds), so no allocation succeeds and none recycles."""
+    for kernel, params in (("v5.12", ["kvm_amd.sev=1", "kvm_amd.sev_es=1"]), ("v5.13", [])):
+        steps = run(
+            [
+                {"op": "vm_create", "vm": "a"},
+                {"op": "sev_init", "vm": "a"},
+                {"op": "vm_create", "vm": "b"},
+                {"op": "sev_es_init", "vm": "b"},
+                {"op": "sev_init", "vm": "b"},
+            ],
+            kernel=kernel,
+            params=params,
+            cpuid="0xB:0x16F:4:0",
+        )
+        assert [s["errno"] for s in steps] == [None, "EBUSY", None, "EBUSY", "EBUSY"], kernel
+        assert not any(e["kind"] in ("wbinvd", "fw") for s in steps for e in s["events"]), kernel
+
+
+def test_cpuid_edx_zero_reports_empty_ranges_and_the_kernels_wrapped_counts(booted: Any) -> None:
+    for kernel, params in (("v5.12", ("kvm_amd.sev=1", "kvm_amd.sev_es=1")), ("v5.13", ())):
+        report = booted(profile="lab", cpuid="0xB:0x16F:4:0", kernel=kernel, params=params)
+        assert report["sev_enabled"] and report["sev_es_enabled"], kernel
+        assert report["sev_asid_range"] is None and report["sev_es_asid_range"] is None, kernel
+        assert "SEV-ES supported: 4294967295 ASIDs" in report["dmesg"], kernel
+    assert report["misc_capacity"] == {"sev": 5, "sev_es": 4294967295}

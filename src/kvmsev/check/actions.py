@@ -103,7 +103,10 @@ def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
         return moves
     guest = env.psp.guests.get(vm.handle)
     state = None if guest is None else guest.state
-    if not prune or state is GuestState.LUPDATE:
+    # 5.12 syncs every vCPU's VMSA before the firmware sees the command: a vCPU without a VMSA
+    # page oopses the host in any firmware state
+    missing_vmsa = vm.es_active and any(v.vmsa_pfn is None for v in vm.vcpus)
+    if not prune or state is GuestState.LUPDATE or missing_vmsa:
         if not prune or (vm.es_active and any(not v.guest_state_protected for v in vm.vcpus)):
             moves.append(Action("launch_update_vmsa", target))
         moves.append(Action("launch_measure", target))

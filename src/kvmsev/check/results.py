@@ -16,6 +16,7 @@ from typing import Any
 from kvmsev.check import defaults
 from kvmsev.check.actions import Bounds
 from kvmsev.check.explore import Result, explore
+from kvmsev.check.findings import FINDINGS
 from kvmsev.host.config import HostConfig
 
 
@@ -44,61 +45,72 @@ ROWS: tuple[Row, ...] = (
         "v5.12",
         _lab("v5.12", params=SEV_ON),
         COMPLETE,
-        "before the series: CPUID advertises what KVM does not support; a recycled ASID runs over stale TLB "
-        "entries; an offline CPU makes the unload flush fail; a failed second LAUNCH_START leaks a firmware "
-        "context (fixed in 5.13, row 934002cd660b)",
+        "before the series: CPUID advertises what KVM does not support; a failed second LAUNCH_START "
+        "leaks a firmware context (fixed in 5.13, row 934002cd660b); a vCPU run before LAUNCH_FINISH "
+        "loses its first-run flush (finding T1 below)",
+    ),
+    Row(
+        "v5.12, no early runs",
+        _lab("v5.12", params=SEV_ON),
+        NO_EARLY,
+        "with one VM at a time a vCPU run before KVM_SEV_INIT cannot carry stale entries into its SEV "
+        "entry: its plain entry is the CPU's first since virtualization was enabled, and new_asid's wrap "
+        "flushes every ASID",
+    ),
+    Row(
+        "v5.12, two VMs, no early runs",
+        _lab("v5.12", params=SEV_ON),
+        Bounds(depth=defaults.DEPTH, vms=2, early_runs=False),
+        "finding T2: a vCPU run as a plain VM before KVM_SEV_INIT (allowed before 8727906fde6e) has its "
+        "MMU root already loaded, and the off-by-one in sev_asid_free with a reused VMCB page makes "
+        "pre_sev_run skip the flush too; examples/vcpu-before-init-5.12.yaml",
+    ),
+    Row(
+        "8727906fde6e: v5.12+created-vcpus-check, two VMs, no early runs",
+        _lab("v5.12", ("created-vcpus-check",), params=SEV_ON),
+        Bounds(depth=defaults.DEPTH, vms=2, early_runs=False),
+        "with KVM_SEV_INIT refused once a vCPU exists, finding T2 is gone (the 5.12.4 stable kernel)",
     ),
     Row(
         "v5.13",
         _lab("v5.13"),
         COMPLETE,
-        "as released: the stale-TLB hole remains (sev_vmcbs[asid-1] cleared instead of [asid], and "
-        "last_vmentry_cpu starting at 0); examples/tlb-stale-vmcb-5.13.yaml is the path",
+        "as released: finding T1 and the offline-CPU teardown hazard; examples/early-run-lost-flush.yaml",
+    ),
+    Row(
+        "v5.13, no early runs",
+        _lab("v5.13"),
+        NO_EARLY,
+        "vCPUs run only after LAUNCH_FINISH (what QEMU does): tlb_isolation holds in every reachable state. "
+        "The off-by-one in sev_asid_free and last_vmentry_cpu starting at 0 cannot skip a flush: every "
+        "vCPU's first KVM_RUN flushes its ASID in kvm_mmu_load",
+    ),
+    Row(
+        "v5.13, two VMs, no early runs",
+        _lab("v5.13"),
+        Bounds(depth=17, vms=2, early_runs=False),
+        "no tlb_isolation path as long as finding T2's in 5.12 (bounded: two VMs have far more states)",
     ),
     Row(
         "v5.13, one CPU",
         _lab("v5.13", cpus=1),
         COMPLETE,
-        "the smallest host that shows the hole: one CPU and one SEV ASID are enough (the vCPU never "
-        "leaves CPU 0, whose number last_vmentry_cpu starts at); teardown_clean needs a second CPU "
-        "to offline",
-    ),
-    Row("v5.13+off-by-one-fix", _lab("v5.13", FIXES[:1]), NO_EARLY, "179c6c27bf48 alone closes it"),
-    Row(
-        "v5.13+last-vmentry-cpu-minus-one",
-        _lab("v5.13", FIXES[1:]),
-        NO_EARLY,
-        "the -1 initialisation alone closes it too (every new vCPU's first entry flushes)",
+        "finding T1 needs neither a second CPU nor hotplug; teardown_clean needs a CPU to offline",
     ),
     Row(
         "v5.13+both-fixes",
         _lab("v5.13", FIXES),
-        NO_EARLY,
-        "both 5.14 fixes: tlb_isolation holds in every reachable state",
-    ),
-    Row(
-        "v5.13+both-fixes, early runs",
-        _lab("v5.13", FIXES),
         COMPLETE,
-        "a finding under an unverified hardware assumption: KVM_RUN before LAUNCH_FINISH makes a failing "
-        "VMRUN that consumes the flush request (tlb_ctl is reset after VMRUN) while recording the VMCB in "
-        "sev_vmcbs; the next entry then skips the flush. Assumes VMRUN on a not-yet-valid SEV ASID fails "
-        "and performs no TLB_CONTROL flush",
+        "the two 5.14 changes (179c6c27bf48, last_vmentry_cpu = -1) add a pre_sev_run request to a new "
+        "vCPU's first entry, which already carries kvm_mmu_load's: neither closes finding T1",
     ),
     Row(
-        "01: v5.13-zero-vmcb-array+off-by-one-fix",
-        _lab("v5.13", FIXES[:1], ("zero-vmcb-array",)),
+        "01: v5.13-zero-vmcb-array, no early runs",
+        _lab("v5.13", (), ("zero-vmcb-array",)),
         NO_EARLY,
-        "3b1902b87bf1's bug is real without the -1 initialisation: after a module reload the uninitialised "
-        "sev_vmcbs entry can equal the reused VMCB, and the first entry on CPU 0 skips the flush over the "
-        "previous instance's TLB entries",
-    ),
-    Row(
-        "01: v5.13-zero-vmcb-array+both-fixes",
-        _lab("v5.13", FIXES, ("zero-vmcb-array",)),
-        NO_EARLY,
-        "with last_vmentry_cpu starting at -1 the uninitialised array cannot cause a missed flush: the "
-        "patch's potential bug is unreachable",
+        "3b1902b87bf1's potential bug is unreachable: an uninitialised sev_vmcbs entry that equals a "
+        "reused VMCB after a module reload can only be met on a vCPU's first entry, which flushes in "
+        "kvm_mmu_load",
     ),
     Row(
         "03: v5.12 npt=0",
@@ -156,7 +168,9 @@ ROWS: tuple[Row, ...] = (
         _lab("v5.13", (), ("created-vcpus-check",)),
         COMPLETE,
         "without the check, KVM_SEV_ES_INIT after KVM_CREATE_VCPU makes an SEV-ES guest whose vCPU "
-        "has no VMSA page (svm_create_vcpu allocates it only for an ES VM)",
+        "has no VMSA page (svm_create_vcpu allocates it only for an ES VM); LAUNCH_UPDATE_VMSA then "
+        "oopses the host (examples/patches/created-vcpus-check.yaml; the search stops at the first "
+        "broken invariant of a path)",
     ),
     Row(
         "9fa1521daafb: v5.13-es-active-on-success",
@@ -224,6 +238,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         bound = f"complete ({r['depth']} deep)" if r["complete"] else f"depth {r['depth']}"
         if row.bounds.faults:
             bound += ", faults"
+        if row.bounds.vms > 1:
+            bound += f", {row.bounds.vms} VMs"
         if not row.bounds.early_runs:
             bound += ", no early runs"
         lines.append(f"| {row.id} | {r['states']} | {bound} | {r['outcome']} | {row.meaning} |")
@@ -234,9 +250,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "behaviour is pinned by `tests/test_patches.py` and `examples/patches/`. The refactors (04, 10, 11,",
         "12) are shown equivalent by `test_refactors_change_nothing_observable`.",
         "",
-        "`teardown_clean@8` in most rows is a host hazard, not a kernel bug of the series: a CPU taken",
-        "offline after a guest ran keeps its WBINVD_DONE flag clear, so the unload's DF_FLUSH fails.",
-        "",
+        FINDINGS,
         "```json",
         json.dumps(results, indent=1, sort_keys=True),
         "```",

@@ -9,6 +9,13 @@ a TLB entry is owned by "live vCPU i of VM v" or by "a vCPU that no longer exist
 can observe is left out: an offline CPU's TLB (emptied by INIT before the CPU runs again), and
 how a ``sev_vmcbs`` entry came to read what it reads. ``tests/test_check.py`` checks that a
 search without these reductions reaches exactly the same fingerprints.
+
+One abstraction is not a reduction: a CPU's non-SEV ``next_asid`` enters the fingerprint only as
+"the next allocation wraps (and flushes every ASID)" or not. Between two wraps a CPU hands out
+``CPUID 0x8000000A EBX - max_sev_asid - 1`` ASIDs (over 31,000 on every real part), far more
+moves than any search makes, so within a search only the wrap right after an enable can happen;
+states merged by the abstraction differ only in how far away a wrap is that no explored path
+reaches.
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ def clone(host: Host) -> Host:
         kvm = new.kvm = _shallow(host.kvm)
         kvm.fingerprint_cache = None
         kvm.params = dict(kvm.params)
+        kvm.asid_generation = list(kvm.asid_generation)
+        kvm.next_asid = list(kvm.next_asid)
         if kvm.sev_vmcbs is not None:
             vmcbs = kvm.sev_vmcbs = _shallow(kvm.sev_vmcbs)
             vmcbs.garbage = garbage
@@ -114,7 +123,7 @@ def clone(host: Host) -> Host:
     return new
 
 
-def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
+def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int, nasid: int) -> tuple[Any, ...]:
     vms = []
     for name in sorted(kvm.vms):
         vm = kvm.vms[name]
@@ -132,7 +141,16 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
                 vm.created_vcpus,
                 vm.initialised_as_es,
                 tuple(
-                    (v.vmcb_pfn, v.vmsa_pfn, v.last_vmentry_cpu, v.guest_state_protected) for v in vm.vcpus
+                    (
+                        v.vmcb_pfn,
+                        v.vmsa_pfn,
+                        v.last_vmentry_cpu,
+                        v.guest_state_protected,
+                        v.root_loaded,
+                        v.cpu,
+                        v.asid_generation,
+                    )
+                    for v in vm.vcpus
                 ),
             )
         )
@@ -146,6 +164,9 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int) -> tuple[Any, ...]:
         kvm.sev_vmcbs_cpus,
         _vmcbs_part(kvm.sev_vmcbs, garbage, nr_cpus),
         tuple(vms),
+        tuple(kvm.asid_generation),
+        tuple(n > nasid - 1 for n in kvm.next_asid),
+        kvm.hardware_enabled,
     )
 
 
@@ -236,10 +257,10 @@ def fingerprint(host: Host, intern: Interner | None = None) -> tuple[Any, ...]:
     kvm_part: object = None
     if kvm is not None:
         if intern is None:
-            kvm_part = _kvm_part(kvm, env.garbage, env.nr_cpus)
+            kvm_part = _kvm_part(kvm, env.garbage, env.nr_cpus, env.svm_nasid)
         else:
             if kvm.fingerprint_cache is None:
-                kvm.fingerprint_cache = intern(_kvm_part(kvm, env.garbage, env.nr_cpus))
+                kvm.fingerprint_cache = intern(_kvm_part(kvm, env.garbage, env.nr_cpus, env.svm_nasid))
             kvm_part = kvm.fingerprint_cache
     psp, misc = env.psp, env.misc
     if intern is None:
@@ -323,8 +344,10 @@ _FIRMWARE_MOVES = frozenset(
 def clone_for(host: Host, op: str, args: dict[str, Any]) -> Host:
     """A copy of ``host`` independent wherever the move ``op`` can write, sharing the rest.
 
-    Most moves touch little: CPU hotplug changes the online mask (and, coming online, one CPU's
-    TLB); a VM entry changes one CPU's TLB, one ``sev_vmcbs`` column and one vCPU; launch
+    Most moves touch little: CPU hotplug changes the online mask and the CPU's SVM enable state
+    (going offline, the dying CPU's WBINVD_DONE flag in the firmware; coming online, one CPU's TLB
+    and its non-SEV ASID allocator); a VM entry changes one CPU's TLB, one
+    ``sev_vmcbs`` column, the CPUs' non-SEV ASID allocators and one vCPU; launch
     commands change the firmware and one VM. Everything else gets the full :func:`clone`.
     ``tests/test_check.py`` checks that exploring this way gives exactly the full-copy result and
     never changes a parent state.
@@ -334,7 +357,16 @@ def clone_for(host: Host, op: str, args: dict[str, Any]) -> Host:
     new = _shallow(host)
     env = new.env = _shallow(host.env)
     if op in ("cpu_offline", "cpu_online"):
-        env.tlb = dict(env.tlb)
+        kvm = new.kvm = _shallow(host.kvm)
+        kvm.fingerprint_cache = None
+        assert kvm is not None
+        kvm.asid_generation = list(kvm.asid_generation)
+        kvm.next_asid = list(kvm.next_asid)
+        if op == "cpu_offline":
+            psp = env.psp = _shallow(env.psp)
+            psp.fingerprint_cache = None
+        else:
+            env.tlb = dict(env.tlb)
         return new
     if op in _FIRMWARE_MOVES:
         _copy_psp(env)
@@ -351,8 +383,10 @@ def clone_for(host: Host, op: str, args: dict[str, Any]) -> Host:
     garbage.resolved = dict(garbage.resolved)
     vm = _copy_vm(new, name, vcpus=False)
     vm.vcpus[index] = _shallow(vm.vcpus[index])
+    assert new.kvm is not None
     kvm = new.kvm
-    assert kvm is not None
+    kvm.asid_generation = list(kvm.asid_generation)
+    kvm.next_asid = list(kvm.next_asid)
     if kvm.sev_vmcbs is not None:
         vmcbs = kvm.sev_vmcbs = _shallow(kvm.sev_vmcbs)
         vmcbs.garbage = garbage

@@ -12,17 +12,43 @@ from kvmsev.host.config import HostConfig
 from kvmsev.host.report import boot_report
 from kvmsev.scenario import runner, schema
 
-#: The scenario the guest demo runs on four kernels. It ships with the package, and
-#: examples/tlb-stale-vmcb-5.13.yaml links to it, so the demo and the example cannot drift apart.
-RECYCLE_SCENARIO = "tlb-stale-vmcb-5.13.yaml"
+#: The guest scenarios the demo runs (label, file, kernels as (label, preset, patches)). They ship
+#: with the package and examples/ links to them, so the demo and the examples cannot drift apart.
+GUEST_CASES: tuple[tuple[str, str, tuple[tuple[str, str, tuple[str, ...]], ...]], ...] = (
+    (
+        "recycled ASID, reused VMCB page, first entry on CPU 0",
+        "first-run-flush.yaml",
+        (
+            ("v5.12", "v5.12", ()),
+            ("v5.13", "v5.13", ()),
+            ("v5.13 + both 5.14 fixes", "v5.13", ("off-by-one-fix", "last-vmentry-cpu-minus-one")),
+        ),
+    ),
+    (
+        "vCPU run as a plain VM before KVM_SEV_INIT",
+        "vcpu-before-init-5.12.yaml",
+        (
+            ("v5.12", "v5.12", ()),
+            ("v5.13", "v5.13", ()),
+            ("v5.12 + off-by-one-fix", "v5.12", ("off-by-one-fix",)),
+        ),
+    ),
+    (
+        "KVM_RUN before LAUNCH_FINISH (*)",
+        "early-run-lost-flush.yaml",
+        (
+            ("v5.13", "v5.13", ()),
+            ("v5.13 + both 5.14 fixes", "v5.13", ("off-by-one-fix", "last-vmentry-cpu-minus-one")),
+        ),
+    ),
+)
 
 
-def recycle_steps() -> list[dict[str, Any]]:
-    """Guest a runs on CPU 0 and is destroyed; guest c recycles its ASID and gets its VMCB page
-    back, then enters on CPU 0."""
-    text = resources.files("kvmsev.scenario").joinpath("builtin", RECYCLE_SCENARIO).read_text()
-    steps: list[dict[str, Any]] = yaml.safe_load(text)["steps"]
-    return steps
+def builtin_scenario(name: str) -> dict[str, Any]:
+    """A scenario shipped with the package (``examples/`` links to the same files)."""
+    text = resources.files("kvmsev.scenario").joinpath("builtin", name).read_text()
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
 
 
 #: (label, profile, extra BIOS, extra params) -- a distribution kernel config, default modprobe.
@@ -97,25 +123,41 @@ def demo(style: Style) -> str:
     return f"{intro}\n\n{table(rows, headers)}\n\n{notes}\n\n{guest_demo(style)}"
 
 
+def _sev_entries(report: dict[str, Any]) -> str:
+    """For each of guest c's VM entries after it became an SEV guest: who asked for a flush, and
+    whether the failed VMRUN lost it."""
+    steps = report["steps"]
+    init = next(s["step"] for s in steps if s["op"] == "sev_init" and s["vm"] == "c")
+    parts = []
+    for s in steps[init:]:
+        if s["op"] != "vcpu_run" or s["vm"] != "c":
+            continue
+        result = s["result"] or {}
+        by = " + ".join(result.get("tlb_flush_by", [])) or "none"
+        parts.append(by if result.get("entered") else f"{by} (lost)")
+    return "; then ".join(parts)
+
+
 def guest_demo(style: Style) -> str:
-    """A short guest run: ASID recycling with a reused VMCB page, on four kernels."""
+    """Guest runs: which flush protects a recycled ASID's first entry, kernel by kernel."""
     rows = []
-    steps = recycle_steps()
-    for label, kernel, apply in (
-        ("v5.12", "v5.12", ()),
-        ("v5.13", "v5.13", ()),
-        ("v5.13 + off-by-one-fix (5.14)", "v5.13", ("off-by-one-fix",)),
-        ("v5.13 + last-vmentry-cpu-minus-one (5.14)", "v5.13", ("last-vmentry-cpu-minus-one",)),
-    ):
-        host = {"profile": "lab", "kernel": kernel, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
-        report = runner.run(schema.parse({"host": host, "steps": steps}, "recycle"))
-        last = report["steps"][-1]["result"]
-        broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
-        verdict = style("stale TLB entries used", "red") if broken else style("isolated", "green")
-        rows.append([label, "yes" if last["tlb_flush"] else style("no", "red"), verdict])
+    for label, name, kernels in GUEST_CASES:
+        data = builtin_scenario(name)
+        for i, (kernel_label, preset, apply) in enumerate(kernels):
+            host = {**data["host"], "kernel": preset, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
+            report = runner.run(schema.parse({"host": host, "steps": data["steps"]}, name))
+            init = next(s for s in report["steps"] if s["op"] == "sev_init" and s["vm"] == "c")
+            entry = f"KVM_SEV_INIT: -{init['errno']}" if init["ret"] else _sev_entries(report)
+            broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
+            verdict = style("stale TLB entries used", "red") if broken else style("isolated", "green")
+            rows.append([label if i == 0 else "", kernel_label, entry, verdict])
     intro = style(
-        "Guest run: guest c recycles guest a's ASID, gets a's VMCB page back, first enters on CPU 0", "bold"
+        "Guest runs: guest c recycles guest a's ASID; who flushes its TLB entries on c's entry", "bold"
     )
-    return f"{intro}\n\n{table(rows, ['kernel', 'TLB flush on first entry', 'tlb_isolation'])}\n\n" + (
-        "Replay it step by step: kvmsev run examples/tlb-stale-vmcb-5.13.yaml"
+    notes = (
+        "(*) assumes a VMRUN that fails on a not-yet-valid ASID performs no TLB flush (undocumented).\n"
+        "Replay any of them: kvmsev run examples/first-run-flush.yaml | vcpu-before-init-5.12.yaml | "
+        "early-run-lost-flush.yaml"
     )
+    headers = ["case", "kernel", "flush requests on c's SEV entries", "tlb_isolation"]
+    return f"{intro}\n\n{table(rows, headers)}\n\n{notes}"

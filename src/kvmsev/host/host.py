@@ -92,6 +92,7 @@ class Host:
             misc=MiscCgroup(enabled=cgroup_misc),
             nr_cpus=resolved.nr_cpus,
             online=all_threads,
+            svm_nasid=resolved.profile.svm_nasid,
             garbage=Garbage(
                 resolved.source.seed, {(c, i): v for c, i, v in resolved.source.sev_vmcbs_garbage}
             ),
@@ -111,7 +112,7 @@ class Host:
         try:
             kvm, error = svm.load(self.env, list(self.config.boot_args.kvm_amd))
         except KernelOops as oops:
-            self._crash(oops)
+            self.crash(oops)
             return LoadResult(False, None, self._dmesg_since(mark), self._effects_since(mark))
         self.kvm = kvm
         return LoadResult(kvm is not None, error, self._dmesg_since(mark), self._effects_since(mark))
@@ -126,7 +127,7 @@ class Host:
         try:
             svm.unload(self.env, self.kvm)
         except KernelOops as exc:
-            self._crash(exc)
+            self.crash(exc)
             oops = exc.line
         self.kvm = None
         if self.env.alloc.live:
@@ -150,7 +151,8 @@ class Host:
             oops=oops,
         )
 
-    def _crash(self, oops: KernelOops) -> None:
+    def crash(self, oops: KernelOops) -> None:
+        """The kernel oopsed: the calling task is killed and the host is left as it crashed."""
         self.crashed = oops.line
         self.env.trace.dmesg(oops.line)
 

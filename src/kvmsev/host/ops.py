@@ -49,7 +49,7 @@ def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
     if host.kvm is None:
         return Outcome(_ENOENT)
     space = AddressSpace(host.env.psp.memory)
-    vcpu_mod.vm_create(host.kvm, name, space, host.env.misc.groups[cgroup])
+    vcpu_mod.vm_create(host.env, host.kvm, name, space, host.env.misc.groups[cgroup])
     return Outcome()
 
 
@@ -227,6 +227,8 @@ def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
         "exit_reason": run.exit_reason,
         "tlb_flush": run.tlb_flush,
     }
+    if run.flush_by:
+        result["tlb_flush_by"] = list(run.flush_by)
     if run.stale_from is not None:
         result["stale_tlb_owner"] = run.stale_from
     return Outcome(0, 0, result)
@@ -251,7 +253,7 @@ def cpu_offline(host: Host, cpu: int) -> Outcome:
     """``echo 0 > /sys/devices/system/cpu/cpuN/online``; -ENOENT for the boot CPU."""
     if cpu == BOOT_CPU:
         return Outcome(_ENOENT)
-    vcpu_mod.cpu_offline(host.env, cpu)
+    vcpu_mod.cpu_offline(host.env, host.kvm, cpu)
     return Outcome()
 
 
@@ -259,7 +261,7 @@ def cpu_online(host: Host, cpu: int) -> Outcome:
     """``echo 1 > /sys/devices/system/cpu/cpuN/online``; -ENOENT for the boot CPU."""
     if cpu == BOOT_CPU:
         return Outcome(_ENOENT)
-    vcpu_mod.cpu_online(host.env, cpu)
+    vcpu_mod.cpu_online(host.env, host.kvm, cpu)
     return Outcome()
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host, LoadResult, UnloadResult
 from kvmsev.hw.cpuid import Cpuid8000001F
+from kvmsev.kvm.asid import usable_range
+from kvmsev.kvm.state import KvmAmd
 
 SCHEMA = "kvmsev.boot/1"
 
@@ -69,6 +71,12 @@ def boot_dict(
     return out
 
 
+def _range(kvm: KvmAmd, es: bool) -> list[int] | None:
+    """The ASIDs KVM can give such guests, or None when every allocation fails."""
+    usable = usable_range(kvm, es)
+    return None if usable is None else list(usable)
+
+
 def kvm_view(host: Host) -> dict[str, object]:
     """The loaded module's observable state (taken before any unload)."""
     kvm = host.kvm
@@ -97,8 +105,8 @@ def kvm_view(host: Host) -> dict[str, object]:
         "npt_enabled": kvm.npt_enabled,
         "min_sev_asid": lo,
         "max_sev_asid": hi,
-        "sev_asid_range": [lo, hi] if kvm.sev_enabled else None,
-        "sev_es_asid_range": [1, lo - 1] if kvm.sev_es_enabled else None,
+        "sev_asid_range": _range(kvm, es=False) if kvm.sev_enabled else None,
+        "sev_es_asid_range": _range(kvm, es=True) if kvm.sev_es_enabled else None,
         "sysfs": kvm.sysfs(),
         "misc_capacity": dict(misc.capacity) if misc.enabled else None,
         "misc_capacity_file": misc.capacity_file(),

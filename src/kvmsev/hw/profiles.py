@@ -17,6 +17,10 @@ from kvmsev.errors import InputError
 from kvmsev.hw.cpuid import Cpuid8000001F, parse_register
 
 MAX_CPUS = 8192  # x86_64 NR_CPUS upper bound (CONFIG_MAXSMP)
+#: CPUID Fn8000_000A EBX (NASID), the number of ASIDs SVM offers: 0x00008000 in the InstLatx64
+#: dump of the EPYC 7763 (AuthenticAMD0A00F11_K19_Milan_02_CPUID.txt). A profile that does not
+#: give ``svm_nasid`` gets this value (assumed the same on every Zen part).
+DEFAULT_SVM_NASID = 0x8000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ class Profile:
     sev_api: SevApi | None
     bios: dict[str, dict[str, Any]]
     sources: dict[str, str] = field(default_factory=dict)
+    #: CPUID Fn8000_000A EBX: ASIDs SVM offers; KVM's per-CPU ``max_asid`` is this minus one
+    svm_nasid: int = DEFAULT_SVM_NASID
 
     def summary(self) -> dict[str, object]:
         return {
@@ -117,6 +123,9 @@ def from_dict(data: Any, where: str) -> Profile:
     if not isinstance(bios, dict) or not all(isinstance(v, dict) for v in bios.values()):
         raise InputError(f"{where}: bios", "expected an object of option objects")
     sources = _expect(data, "sources", dict, where)
+    nasid = _register(data, "svm_nasid", where) if "svm_nasid" in data else DEFAULT_SVM_NASID
+    if nasid < 2:
+        raise InputError(f"{where}: svm_nasid", f"{nasid} leaves no ASID for guests (SVM needs at least 2)")
     return Profile(
         name=_expect(data, "name", str, where),
         model_name=_expect(data, "model_name", str, where),
@@ -132,6 +141,7 @@ def from_dict(data: Any, where: str) -> Profile:
         sev_api=api,
         bios=bios,
         sources={str(k): str(v) for k, v in sources.items()},
+        svm_nasid=nasid,
     )
 
 

@@ -72,9 +72,13 @@ class Trace:
         if self.on:
             self.events.append({"kind": "wbinvd", "cpus": cpus})
 
-    def tlb_flush(self, cpu: int, asid: int) -> None:
+    def tlb_flush(self, cpu: int, asid: int | None, by: tuple[str, ...], performed: bool) -> None:
+        """A VMRUN carried a flush request for ``asid`` (None: every ASID on the CPU; ``by``: who
+        set ``tlb_ctl``); ``performed`` False when that VMRUN failed and the request was lost."""
         if self.on:
-            self.events.append({"kind": "tlb_flush", "cpu": cpu, "asid": asid})
+            self.events.append(
+                {"kind": "tlb_flush", "cpu": cpu, "asid": asid, "by": list(by), "performed": performed}
+            )
 
     def mark(self) -> int:
         return len(self.events)
@@ -97,6 +101,8 @@ class KernelEnv:
     nr_cpus: int
     online: int
     npt_supported: bool = True
+    #: CPUID Fn8000_000A EBX (NASID): svm_hardware_enable sets each CPU's ``max_asid`` to this - 1
+    svm_nasid: int = 0x8000
     trace: Trace = field(default_factory=Trace)
     garbage: Garbage = field(default_factory=Garbage)
     #: per-CPU TLB: cpu -> {asid: serial of the vCPU whose entries may be cached}

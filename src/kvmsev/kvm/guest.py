@@ -72,6 +72,14 @@ class Vcpu:
     vmsa_pfn: int | None
     last_vmentry_cpu: int
     guest_state_protected: bool = False
+    #: ``VALID_PAGE(vcpu->arch.mmu->root_hpa)``: the MMU root is loaded. A new vCPU has none, so
+    #: its first KVM_RUN loads one (``kvm_mmu_load``), which flushes the current ASID.
+    root_loaded: bool = False
+    #: the CPU the vCPU (5.13: its current VMCB) last ran on, -1 before the first run
+    #: (``vcpu->cpu`` / ``svm->current_vmcb->cpu``); a change resets ``asid_generation``
+    cpu: int = -1
+    #: the per-CPU ASID generation this vCPU's non-SEV ASID belongs to (0: none)
+    asid_generation: int = 0
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from kvmsev.kernel.usermem import contiguous_run
 from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import EncRegion, Vm
+from kvmsev.kvm.oops import null_deref
 from kvmsev.kvm.sev import svm_sev_enabled
 from kvmsev.kvm.state import KvmAmd
 
@@ -263,12 +264,18 @@ def sev_launch_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int
 
 
 def sev_launch_update_vmsa(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
-    """LAUNCH_UPDATE_VMSA: for every vCPU in index order, encrypt its VMSA page."""
+    """LAUNCH_UPDATE_VMSA: for every vCPU in index order, sync its VMSA page and encrypt it.
+
+    A vCPU created before KVM_SEV_ES_INIT has no VMSA page (``svm_create_vcpu`` allocates one only
+    for an SEV-ES VM; the vCPU is zero-allocated, so ``svm->vmsa`` is NULL): ``sev_es_sync_vmsa``
+    copies the register state to address 0 and the host oopses. Only kernels without
+    8727906fde6e let such a vCPU exist (5.12 before 5.12.4); its changelog names this crash.
+    """
     if not (vm.active and vm.es_active):
         return _ENOTTY
     for vcpu in vm.vcpus:
         if vcpu.vmsa_pfn is None:
-            continue
+            raise null_deref("sev_es_sync_vmsa: memcpy to svm->vmsa")
         if not _issue_ok(env, vm):
             return _EBADF
         result = _fw(env, cmd, env.psp.launch_update_vmsa(vm.handle, vcpu.vmsa_pfn << PAGE_SHIFT, VMSA_SIZE))

@@ -57,7 +57,8 @@ PATCHES: tuple[Patch, ...] = (
         "behaviour",
         "sev_vmcbs_zeroed",
         "per-CPU sev_vmcbs allocated zeroed (kcalloc) instead of uninitialised (kmalloc_array); "
-        "a garbage entry can no longer match a new VMCB and skip the first TLB flush",
+        "a garbage entry can no longer match a new VMCB and make pre_sev_run skip its flush "
+        "(a vCPU's first KVM_RUN flushes in kvm_mmu_load all the same)",
     ),
     Patch(
         "free-bitmap-on-setup-failure",
@@ -257,7 +258,8 @@ PATCHES: tuple[Patch, ...] = (
         "KVM: SVM: Fix off-by-one indexing when nullifying last used SEV VMCB",
         "behaviour",
         "sev_vmcbs_clear_real_asid",
-        "sev_asid_free clears sev_vmcbs[asid] on every CPU instead of sev_vmcbs[asid - 1]",
+        "sev_asid_free clears sev_vmcbs[asid] on every CPU instead of sev_vmcbs[asid - 1]: a recycled "
+        "ASID's first entry on each CPU gets pre_sev_run's flush request too",
         group="later",
     ),
     Patch(
@@ -267,8 +269,8 @@ PATCHES: tuple[Patch, ...] = (
         "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken",
         "behaviour",
         "last_vmentry_cpu_starts_minus_one",
-        "a new vCPU's last_vmentry_cpu starts at -1, so its first VM entry always flushes the "
-        "ASID's TLB entries",
+        "a new vCPU's last_vmentry_cpu starts at -1, so pre_sev_run also asks for a flush on its "
+        "first VM entry (which kvm_mmu_load already flushes)",
         group="later",
     ),
 )

@@ -13,6 +13,7 @@ from kvmsev.firmware.status import Command
 from kvmsev.hw import cpuid
 from kvmsev.kernel import kconfig
 from kvmsev.kernel.alloc import POINTER_SIZE, bitmap_bytes
+from kvmsev.kernel.bitops import find_next_bit
 from kvmsev.kvm.env import KernelEnv, c_hex_alt
 from kvmsev.kvm.guest import SevVmcbs
 from kvmsev.kvm.oops import null_deref
@@ -135,8 +136,7 @@ def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, min_pos: int = 0, max_pos: int 
         if kvm.sev_reclaim_asid_bitmap is None:
             raise null_deref("sev_flush_asids: find_next_bit(sev_reclaim_asid_bitmap)")
         bound = kvm.max_sev_asid if max_pos is None else max_pos
-        window = kvm.sev_reclaim_asid_bitmap >> min_pos
-        if window == 0 or min_pos + (window & -window).bit_length() - 1 >= bound:
+        if find_next_bit(kvm.sev_reclaim_asid_bitmap, bound, min_pos) >= bound:
             return -Errno.EBUSY
     env.wbinvd_on_all_cpus()
     result = env.psp.df_flush()

@@ -32,6 +32,12 @@ class KvmAmd:
     fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
     #: ``kvm_cpu_caps[CPUID_8000_001F_EAX]`` where the behaviour has that word (None before it).
     cpu_caps_8000001f_eax: int | None = None
+    #: per-CPU ``svm_cpu_data`` ASID fields for non-SEV guests, by CPU: ``asid_generation`` and
+    #: ``next_asid`` (:mod:`kvmsev.kvm.hardware`); ``hardware_enabled`` is the mask of CPUs on
+    #: which ``svm_hardware_enable`` ran since virtualization was last turned off there
+    asid_generation: list[int] = field(default_factory=list)
+    next_asid: list[int] = field(default_factory=list)
+    hardware_enabled: int = 0
 
     @property
     def sev_enabled(self) -> bool:

@@ -24,6 +24,7 @@ from kvmsev.kernel.params import parse_module_args
 from kvmsev.kvm import params as kvm_params
 from kvmsev.kvm.cpuid import kvm_set_cpu_caps
 from kvmsev.kvm.env import KernelEnv
+from kvmsev.kvm.hardware import svm_cpu_init_asids
 from kvmsev.kvm.sev import (
     alloc_sev_vmcbs,
     free_sev_vmcbs,
@@ -124,6 +125,7 @@ def load(env: KernelEnv, words: list[tuple[str, str | None]]) -> tuple[KvmAmd | 
     ret = svm_hardware_setup(env, kvm)
     if ret:
         return None, Errno(-ret)
+    svm_cpu_init_asids(kvm, env.nr_cpus)
     return kvm, None
 
 

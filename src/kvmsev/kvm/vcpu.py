@@ -1,12 +1,28 @@
 """VMs, vCPUs and VM entry for SEV guests: create, run on a physical CPU, destroy.
 
-VM entry (``pre_svm_run`` -> ``pre_sev_run``, 5.11-5.13): the vCPU runs with its VM's ASID; no
-TLB flush is requested only when this CPU's ``sev_vmcbs[asid]`` already points at this vCPU's
-VMCB *and* the vCPU's ``last_vmentry_cpu`` is this CPU. Otherwise KVM records the VMCB there
-and sets ``tlb_ctl = TLB_CONTROL_FLUSH_ASID`` for this one VMRUN. ``last_vmentry_cpu`` is
-written after the run (``vcpu_enter_guest``), so the test always sees the previous entry's CPU;
-it starts at 0 in 5.12/5.13 (zeroed vCPU allocation) and at -1 from 5.14 ("KVM: x86: Alert
-userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken").
+VM entry (``vcpu_enter_guest`` in arch/x86/kvm/x86.c, 5.12/5.13). Two things can ask for the
+ASID's TLB entries to be flushed on this VMRUN, both by setting ``tlb_ctl =
+TLB_CONTROL_FLUSH_ASID`` in the VMCB:
+
+1. ``kvm_mmu_reload()``: a vCPU without an MMU root (its first KVM_RUN) runs ``kvm_mmu_load()``,
+   which ends by loading the root and calling ``kvm_x86_tlb_flush_current`` -- ``svm_flush_tlb()``,
+   which sets FLUSH_ASID on FlushByAsid parts (every SEV-capable part has it).
+2. ``pre_svm_run`` -> ``pre_sev_run`` (5.11-5.13): no request only when this CPU's
+   ``sev_vmcbs[asid]`` already points at this vCPU's VMCB *and* the vCPU's ``last_vmentry_cpu``
+   is this CPU; otherwise KVM records the VMCB there and sets FLUSH_ASID. ``pre_sev_run`` only
+   ever sets ``tlb_ctl``; it never clears a request made earlier.
+
+``svm_vcpu_run`` resets ``tlb_ctl`` to TLB_CONTROL_DO_NOTHING after every VMRUN, so a request
+applies to exactly one VMRUN -- including one that fails, which is how a flush can be lost (see
+:func:`vcpu_run`). ``last_vmentry_cpu`` is written after the run hook returns, so the test always
+sees the previous entry's CPU; it starts at 0 in 5.12/5.13 (zeroed vCPU allocation) and at -1
+from 5.14 ("KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken").
+
+Flushes the model leaves out: every other ``KVM_REQ_TLB_FLUSH*`` / ``KVM_REQ_MMU_RELOAD`` source
+(MMU notifier invalidations, memslot changes, KVM_SET_SREGS / KVM_SET_CPUID2 resetting the MMU
+context, ...). None of them is reachable through the entry points modeled here, and each only
+*adds* a flush, so leaving them out can make the model report a stale TLB entry the kernel would
+have flushed (a false alarm), never hide one.
 
 VMCB and VMSA pages come from the page allocator in ``svm_create_vcpu`` order (VMCB, then the
 VMSA of an SEV-ES guest) and go back on destroy (VMSA, then VMCB), so addresses get reused.
@@ -30,17 +46,36 @@ from kvmsev.kernel.usermem import AddressSpace
 from kvmsev.kvm.asid import sev_asid_free
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vcpu, Vm
+from kvmsev.kvm.hardware import (
+    hardware_disable_all,
+    hardware_enable_all,
+    new_asid,
+    svm_hardware_disable,
+    svm_hardware_enable,
+)
 from kvmsev.kvm.ioctl import sev_unbind_asid, sev_unpin_memory
 from kvmsev.kvm.state import KvmAmd
+
+#: who asked for a flush of the ASID's TLB entries on one VMRUN (the ``by`` of a tlb_flush event)
+BY_MMU_LOAD = "kvm_mmu_load"
+BY_PRE_SEV_RUN = "pre_sev_run"
+#: a non-SEV entry that wrapped the CPU's ASID range: every ASID on the CPU is flushed
+BY_NEW_ASID = "new_asid"
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """One KVM_RUN: whether VMRUN entered the guest, and whether the TLB was flushed."""
+    """One KVM_RUN: whether VMRUN entered the guest, which flush requests it carried, and
+    whether it flushed (a request is carried out only by a VMRUN that enters)."""
 
     entered: bool
-    tlb_flush: bool
+    flush_by: tuple[str, ...] = ()
     stale_from: int | None = None
+
+    @property
+    def tlb_flush(self) -> bool:
+        """The TLB entries of the ASID were flushed on this CPU."""
+        return self.entered and bool(self.flush_by)
 
     @property
     def exit_reason(self) -> str | None:
@@ -48,8 +83,11 @@ class RunResult:
         return None if self.entered else "KVM_EXIT_FAIL_ENTRY"
 
 
-def vm_create(kvm: KvmAmd, name: str, memory: AddressSpace, cgroup: MiscCg) -> Vm:
-    """KVM_CREATE_VM: nothing SEV-specific happens yet."""
+def vm_create(env: KernelEnv, kvm: KvmAmd, name: str, memory: AddressSpace, cgroup: MiscCg) -> Vm:
+    """KVM_CREATE_VM: nothing SEV-specific happens yet; the first VM enables virtualization on
+    every online CPU (``kvm_create_vm`` -> ``hardware_enable_all``)."""
+    if not kvm.vms:
+        hardware_enable_all(env, kvm)
     vm = Vm(name, memory, cgroup)
     kvm.vms[name] = vm
     return vm
@@ -67,39 +105,71 @@ def vcpu_create(env: KernelEnv, vm: Vm) -> Vcpu:
     return vcpu
 
 
-def pre_sev_run(env: KernelEnv, kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> bool:
-    """Return True when this entry flushes the ASID's TLB entries (``tlb_ctl`` = FLUSH_ASID)."""
+def kvm_mmu_reload(vcpu: Vcpu) -> bool:
+    """``kvm_mmu_reload``: True when the vCPU had no root, so ``kvm_mmu_load`` ran and ended with
+    ``kvm_x86_tlb_flush_current`` (``svm_flush_tlb``: ``tlb_ctl = TLB_CONTROL_FLUSH_ASID``)."""
+    if vcpu.root_loaded:
+        return False
+    vcpu.root_loaded = True
+    return True
+
+
+def pre_sev_run(kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> bool:
+    """Return True when ``pre_sev_run`` sets ``tlb_ctl = TLB_CONTROL_FLUSH_ASID``."""
     asid = vm.asid
     vmcbs = kvm.sev_vmcbs
     assert vmcbs is not None
     if vmcbs.get(cpu, asid) == vcpu.vmcb and vcpu.last_vmentry_cpu == cpu:
         return False
     vmcbs.set(cpu, asid, vcpu.vmcb)
-    if env.trace.on:
-        env.trace.tlb_flush(cpu, asid)
     return True
 
 
 def vcpu_run(env: KernelEnv, kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> RunResult:
-    """KVM_RUN on physical CPU ``cpu`` until the guest's first exit."""
+    """KVM_RUN on physical CPU ``cpu`` until the guest's first exit (``vcpu_enter_guest``).
+
+    Order as in the kernel: the vCPU is loaded on ``cpu`` (a different CPU than last time
+    invalidates its non-SEV ASID: ``svm_vcpu_load`` in 5.12, ``pre_svm_run`` in 5.13),
+    ``kvm_mmu_reload`` (after the pending requests), then the run hook (``pre_svm_run`` ->
+    ``pre_sev_run`` for SEV guests, ``new_asid`` for others), VMRUN, ``tlb_ctl`` reset,
+    ``last_vmentry_cpu`` written. VMRUN enters only while the firmware has the ASID in use
+    (ACTIVATE on a RUNNING guest, or LAUNCH_FINISH after a pending ACTIVATE) and, for SEV-ES,
+    the vCPU's VMSA was encrypted.
+
+    A VMRUN that fails carries out no flush, yet ``tlb_ctl`` is reset after it and
+    ``sev_vmcbs`` already records the VMCB: the request is lost. That a failing VMRUN performs no
+    TLB_CONTROL flush is an assumption about the hardware that no public source documents.
+    """
+    flush_by: tuple[str, ...] = (BY_MMU_LOAD,) if kvm_mmu_reload(vcpu) else ()
+    if vcpu.cpu != cpu:
+        vcpu.asid_generation = 0
+        vcpu.cpu = cpu
     if not vm.active:
+        if vcpu.asid_generation != kvm.asid_generation[cpu] and new_asid(env, kvm, vcpu, cpu):
+            flush_by += (BY_NEW_ASID,)
+            env.tlb.pop(cpu, None)
+            if env.trace.on:
+                env.trace.tlb_flush(cpu, None, (BY_NEW_ASID,), True)
         vcpu.last_vmentry_cpu = cpu
-        return RunResult(True, False)
-    flush = pre_sev_run(env, kvm, vm, vcpu, cpu)
+        return RunResult(True, flush_by)
+    if pre_sev_run(kvm, vm, vcpu, cpu):
+        flush_by += (BY_PRE_SEV_RUN,)
     entered = env.psp.asid_valid(vm.asid) and (not vm.es_active or vcpu.guest_state_protected)
     stale: int | None = None
     if entered:
         tlb = env.tlb.get(cpu)
         if tlb is None:
             tlb = env.tlb[cpu] = {}
-        if not flush:
+        if not flush_by:
             owner = tlb.get(vm.asid)
             if owner is not None and owner != vcpu.serial:
                 stale = owner
                 env.breaches.append((cpu, vm.asid, owner, vcpu.serial))
         tlb[vm.asid] = vcpu.serial
+    if flush_by and env.trace.on:
+        env.trace.tlb_flush(cpu, vm.asid, flush_by, entered)
     vcpu.last_vmentry_cpu = cpu
-    return RunResult(entered, flush, stale)
+    return RunResult(entered, flush_by, stale)
 
 
 def sev_vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
@@ -124,14 +194,30 @@ def vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
     vm.vcpus = []
     vm.active = False
     del kvm.vms[vm.name]
+    if not kvm.vms:
+        hardware_disable_all(kvm)
 
 
-def cpu_offline(env: KernelEnv, cpu: int) -> None:
-    """The CPU leaves ``cpu_online_mask``: WBINVD IPIs no longer reach it."""
+def cpu_offline(env: KernelEnv, kvm: KvmAmd | None, cpu: int) -> None:
+    """Take ``cpu`` offline.
+
+    While VMs exist ``kvm_dying_cpu`` first turns virtualization off there. The CPU leaves
+    ``cpu_online_mask`` (WBINVD IPIs no longer reach it) and dies in ``native_play_dead()``, which
+    executes WBINVD on every AMD path: ``mwait_play_dead()`` returns at once on AMD, then
+    ``acpi_idle_play_dead()`` (``ACPI_FLUSH_CPU_CACHE()``) or ``hlt_play_dead()`` (``wbinvd()``).
+    So the thread's WBINVD_DONE flag is set as it goes; only a DEACTIVATE while it is offline
+    leaves the flag clear until it comes back.
+    """
+    if kvm is not None and kvm.vms:
+        svm_hardware_disable(kvm, cpu)
     env.online &= ~(1 << cpu)
+    env.psp.wbinvd(1 << cpu)
 
 
-def cpu_online(env: KernelEnv, cpu: int) -> None:
-    """The CPU comes back through INIT/SIPI, which empties its TLB."""
+def cpu_online(env: KernelEnv, kvm: KvmAmd | None, cpu: int) -> None:
+    """The CPU comes back through INIT/SIPI, which empties its TLB; while VMs exist
+    ``kvm_starting_cpu`` enables virtualization there (a fresh non-SEV ASID allocator)."""
     env.online |= 1 << cpu
     env.tlb.pop(cpu, None)
+    if kvm is not None and kvm.vms:
+        svm_hardware_enable(env, kvm, cpu)

@@ -21,7 +21,9 @@ def _event(e: dict[str, Any]) -> str:
         )
         return f"WBINVD on CPUs {span}"
     if kind == "tlb_flush":
-        return f"TLB flush ASID {e['asid']} on CPU {e['cpu']}"
+        which = "every ASID" if e["asid"] is None else f"ASID {e['asid']}"
+        text = f"TLB flush {which} on CPU {e['cpu']} ({' + '.join(e['by'])})"
+        return text if e["performed"] else f"{text} lost: VMRUN failed"
     return f"dmesg: {e['text']}"
 
 
@@ -62,6 +64,11 @@ def trace(report: dict[str, Any], style: Style) -> str:
             out.append(style(f"      {_event(e)}", "dim"))
         for v in step["violations"]:
             out.append(style(f"      VIOLATION {v['invariant']}: {v['detail']}", "red"))
+    if report.get("crashed"):
+        ran = len(report["steps"])
+        out.append(style(f"  kernel oops: {report['crashed']}", "red"))
+        if ran < report.get("planned_steps", ran):
+            out.append(style(f"  the steps after step {ran - 1} were not run", "red"))
     violations = report["invariants"]["violations"]
     out.append("")
     if violations:

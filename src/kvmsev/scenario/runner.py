@@ -20,6 +20,7 @@ from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.kernel.misc_cgroup import RESOURCES
 from kvmsev.kvm.ioctl import SevCmd
+from kvmsev.kvm.oops import KernelOops
 from kvmsev.scenario.schema import Scenario, Step
 
 SCHEMA = "kvmsev.run/1"
@@ -81,7 +82,19 @@ def _check_refs(host: Host, step: Step) -> None:
 
 
 def execute(host: Host, step: Step) -> ops.Outcome:
-    """Perform one step through the entry points (references already checked)."""
+    """Perform one step through the entry points (references already checked).
+
+    A kernel oops kills the calling task: the call never returns, so the outcome carries the
+    oops line instead of an errno, and the host stays as it crashed.
+    """
+    try:
+        return _execute(host, step)
+    except KernelOops as oops:
+        host.crash(oops)
+        return ops.Outcome(0, 0, {"oops": oops.line})
+
+
+def _execute(host: Host, step: Step) -> ops.Outcome:
     a = step.args
     op = step.op
     if op in _SIMPLE_CMDS:
@@ -254,6 +267,8 @@ def run(scenario: Scenario) -> dict[str, Any]:
             reported.append({"invariant": name, "step": None, "detail": detail})
     steps: list[dict[str, Any]] = []
     for step in scenario.steps:
+        if host.crashed is not None:
+            break
         _check_refs(host, step)
         mark = host.env.trace.mark()
         outcome = execute(host, step)
@@ -295,6 +310,8 @@ def run(scenario: Scenario) -> dict[str, Any]:
             )
         },
         "steps": steps,
+        "planned_steps": len(scenario.steps),
+        "crashed": host.crashed,
         "final": final_state(host),
         "invariants": {
             "checked": [i for i in BY_NAME],
