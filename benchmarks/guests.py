@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-from kvmsev.host import ops
+from kvmsev.host import launch_ops, ops
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host
 from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.ioctl import SevCmd
+from kvmsev.kvm.sev_cmd import SevCmd
 
 
 def _host(config: HostConfig) -> Host:
@@ -53,9 +53,9 @@ def lifecycles_per_second(config: HostConfig, seconds: float = 1.0) -> float:
     while time.perf_counter() < deadline:
         ops.vm_create(host, "vm")
         ops.sev_cmd(host, "vm", SevCmd.INIT, {})
-        ops.launch_start(host, "vm", 0x1, 0, None, None)
+        launch_ops.launch_start(host, "vm", 0x1)
         ops.launch_update_data(host, "vm", page, 0x7F0000000000, None)
-        ops.launch_measure(host, "vm", 48)
+        launch_ops.launch_measure(host, "vm", 48)
         ops.sev_cmd(host, "vm", SevCmd.LAUNCH_FINISH, {})
         ops.vcpu_create(host, "vm")
         for i in range(10):

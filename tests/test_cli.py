@@ -135,7 +135,7 @@ def test_patches_lists_kind_and_commit(capsys: pytest.CaptureFixture[str]) -> No
     _, out, _ = run(capsys, "patches", "--json")
     items = json.loads(out)
     assert len([i for i in items if i["group"] == "series"]) == 15
-    assert len(items) == 22
+    assert len(items) == 25
     assert {i["name"]: i["changes_behaviour"] for i in items}["append-enabled"] is True
 
 

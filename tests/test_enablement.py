@@ -146,20 +146,32 @@ def test_sev_es_needs_edx_above_one_even_when_everything_else_is_on() -> None:
     assert split["dmesg"][-4:-2] == ["SEV supported: 907 ASIDs", "SEV-ES supported: 99 ASIDs"]
 
 
-def test_smee_off_clears_the_cpu_flags_the_kernel_reports() -> None:
-    report = boot(profile="epyc-7763", bios="smee=off")
+def test_smee_off_clears_the_cpu_flags_and_5_12_tries_init_anyway() -> None:
+    report = boot(profile="epyc-7763", kernel="v5.12", bios="smee=off")
     assert report["host_cpu_flags"] == []
     assert report["host_cpuid_8000001f"]["eax"] & 0x2, "CPUID still advertises SEV"
-    assert report["firmware"]["boot_commands"] == [
-        {"cmd": "INIT", "ret": -5, "status": "HWSEV_RET_PLATFORM", "code": 0x13}
+    assert [c["cmd"] + ":" + str(c["status"]) for c in report["firmware"]["boot_commands"]] == [
+        "PLATFORM_STATUS:SUCCESS",
+        "INIT:HWSEV_RET_PLATFORM",
+    ]
+    assert report["boot_dmesg"][-1] == "ccp 0000:22:00.1: SEV: failed to INIT error 0x13"
+
+
+def test_smee_off_ccp_sets_up_no_sev_device_from_5_13() -> None:
+    """1877c73b7c03: without X86_FEATURE_SEV the ccp driver neither INITs nor creates /dev/sev."""
+    report = boot(profile="epyc-7763", kernel="v5.13", bios="smee=off")
+    assert report["firmware"]["boot_commands"] == []
+    assert report["boot_dmesg"] == [
+        "ccp 0000:22:00.1: SEV: memory encryption not enabled by BIOS",
+        "ccp 0000:22:00.1: psp enabled",
     ]
 
 
 def test_mem_encrypt_on_activates_host_sme_without_touching_kvm() -> None:
     off = boot(profile="epyc-7763")
     on = boot(profile="epyc-7763", cmdline="mem_encrypt=on")
-    assert on["boot_dmesg"] == ["AMD Memory Encryption Features active: SME"]
-    assert off["boot_dmesg"] == []
+    assert on["boot_dmesg"][0] == "AMD Memory Encryption Features active: SME"
+    assert "AMD Memory Encryption Features active: SME" not in off["boot_dmesg"]
     assert on["sev_enabled"] == off["sev_enabled"]
     assert on["sysfs"] == off["sysfs"]
 

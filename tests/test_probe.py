@@ -101,7 +101,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "smee-off": {
         "checks": {
             "Memory encryption (SMEE)": "FAIL",
-            "SEV platform status": "FAIL",
+            "/dev/sev": "FAIL",
             "SEV enabled in KVM": "FAIL",
         },
         "capacity": (0, 0),

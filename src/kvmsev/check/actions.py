@@ -167,5 +167,5 @@ def apply(host: Host, action: Action) -> ops.Outcome:
         host.env.garbage.resolved[(cpu, index)] = value
     step = _STEPS.get(action)
     if step is None:  # a handful of distinct moves; execute() never changes a step
-        step = _STEPS[action] = Step(-1, action.op, dict(action.args))
+        step = _STEPS[action] = Step(-1, action.op, dict(action.args), "host")
     return execute(host, step)

@@ -70,6 +70,7 @@ def clone(host: Host) -> Host:
     guest memory contents, the firmware's random source, a trace that is off.
     """
     new = _shallow(host)
+    new.streams = {name: stream.copy() for name, stream in host.streams.items()}
     env = new.env = _shallow(host.env)
     env.alloc = _shallow(env.alloc)
     env.alloc.live = dict(env.alloc.live)

@@ -9,7 +9,8 @@ Policy bits (SEV API §3): 0 NODBG, 1 NOKS, 2 ES, 3 NOSEND, 4 DOMAIN, 5 SEV, 6-1
 
 Measurement (firmware reference §5.2): LD = SHA-256 over every LAUNCH_UPDATE_DATA/VMSA
 plaintext in command order; MEASURE = HMAC-SHA256(TIK, 0x04 || API_MAJOR || API_MINOR || BUILD
-|| POLICY (LE32) || LD || MNONCE); the command returns MEASURE || MNONCE (48 bytes).
+|| POLICY (LE32) || LD || MNONCE); the command returns MEASURE || MNONCE (48 bytes). The session
+and packet formats are in :mod:`kvmsev.firmware.session`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ POLICY_SEV = 1 << 5
 POLICY_RESERVED = 0xFFC0
 
 MEASUREMENT_LEN = 48
-SECRET_HEADER_LEN = 52
 MAX_TRANSPORT = 0x5000
 
 
@@ -46,19 +46,6 @@ class Activation(enum.Enum):
     INACTIVE = "inactive"
     PENDING = "pending"
     ACTIVE = "active"
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """The outcome of a guest owner's launch session (DH cert + session blob).
-
-    The ECDH/KDF unwrap of a real session blob is not modeled; a session is described by what
-    it carries: the transport keys, and whether its MACs verify.
-    """
-
-    tek: bytes = bytes(16)
-    tik: bytes = bytes(16)
-    valid: bool = True
 
 
 @dataclass(slots=True)
@@ -100,21 +87,4 @@ def measure(tik: bytes, api: tuple[int, int, int], policy: int, digest: bytes, m
     """HMAC-SHA256 of the measurement context (firmware reference §5.2)."""
     major, minor, build = api
     message = bytes([0x04, major, minor, build]) + policy.to_bytes(4, "little") + digest + mnonce
-    return hmac.new(tik, message, hashlib.sha256).digest()
-
-
-def secret_header_mac(
-    tik: bytes, flags: int, iv: bytes, guest_len: int, trans: bytes, measurement: bytes
-) -> bytes:
-    """LAUNCH_SECRET header MAC: HMAC(TIK, 0x01 || FLAGS || IV || LE32 guest_len || LE32 trans_len
-    || ciphertext || MEASURE) (firmware reference §5.3)."""
-    message = (
-        b"\x01"
-        + flags.to_bytes(4, "little")
-        + iv
-        + guest_len.to_bytes(4, "little")
-        + len(trans).to_bytes(4, "little")
-        + trans
-        + measurement
-    )
     return hmac.new(tik, message, hashlib.sha256).digest()

@@ -64,5 +64,23 @@ class Command(enum.IntEnum):
     LAUNCH_MEASURE = 0x33
     LAUNCH_UPDATE_SECRET = 0x34
     LAUNCH_FINISH = 0x35
+    ATTESTATION = 0x36
+    SEND_START = 0x40
+    SEND_UPDATE_DATA = 0x41
+    SEND_UPDATE_VMSA = 0x42
+    SEND_FINISH = 0x43
+    SEND_CANCEL = 0x44
+    RECEIVE_START = 0x50
+    RECEIVE_UPDATE_DATA = 0x51
+    RECEIVE_UPDATE_VMSA = 0x52
+    RECEIVE_FINISH = 0x53
     DBG_DECRYPT = 0x60
     DBG_ENCRYPT = 0x61
+
+
+class PlatformState(enum.IntEnum):
+    """The SEV platform's state (firmware reference §1.2)."""
+
+    UNINIT = 0
+    INIT = 1
+    WORKING = 2

@@ -9,11 +9,14 @@ firmware state (the PSP, WBINVD flags) survive an unload and reload; module memo
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
-from kvmsev.firmware.psp import CommandResult, Psp
+from kvmsev.firmware.psp import Psp
+from kvmsev.firmware.result import CommandResult
 from kvmsev.host.config import HostConfig, ResolvedConfig, resolve
+from kvmsev.host.stream import Stream
+from kvmsev.hw import cpuid
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kernel import ccp, kconfig
 from kvmsev.kernel.alloc import Allocator
@@ -60,6 +63,8 @@ class Host:
     boot_firmware: tuple[CommandResult, ...]
     kvm: KvmAmd | None = None
     crashed: str | None = None
+    #: the VMMs' side: migration streams this host's guests were sent on, by name
+    streams: dict[str, Stream] = field(default_factory=dict)
 
     @classmethod
     def boot(cls, config: HostConfig | ResolvedConfig) -> Host:
@@ -75,7 +80,9 @@ class Host:
             max_asid=platform.leaf.ecx,
             min_sev_asid=platform.leaf.edx,
             api=(0, 24, 0) if api is None else (api.major, api.minor, api.build),
+            c_bit=platform.leaf.c_bit,
             rng=random.Random(resolved.source.seed),
+            identity_seed=f"{resolved.profile.name}:{resolved.source.seed}".encode(),
         )
         cgroup_misc = (
             resolved.behaviour.misc_cgroup
@@ -100,7 +107,15 @@ class Host:
             cap_ipc_lock=resolved.source.cap_ipc_lock,
         )
         env.bounce_paddr = env.pages.alloc() << 12
-        boot_fw = tuple(ccp.sev_pci_init(psp, env.ccp, lambda: psp.wbinvd(env.online)))
+        boot_fw = tuple(
+            ccp.sev_pci_init(
+                psp,
+                env.ccp,
+                lambda: psp.wbinvd(env.online),
+                cpu_has_sev=features.has(cpuid.SEV),
+                requires_sev_feature=resolved.behaviour.ccp_requires_sev_feature,
+            )
+        )
         return cls(resolved, env, features, boot_fw)
 
     # -- kvm_amd ------------------------------------------------------------------------------
@@ -171,3 +186,8 @@ class Host:
 
     def sysfs_parameters(self) -> dict[str, str]:
         return {} if self.kvm is None else self.kvm.sysfs()
+
+    def boot_dmesg(self) -> tuple[str, ...]:
+        """What the kernel logged about memory encryption before ``kvm_amd`` was loaded: the
+        early CPU setup, then the ccp driver's probe."""
+        return (*self.features.boot_dmesg(), *self.env.ccp.log)

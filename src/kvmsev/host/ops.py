@@ -13,16 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kvmsev.errors import Errno
-from kvmsev.firmware import aes
-from kvmsev.firmware.guest import GuestState, Session, secret_header_mac
+from kvmsev.firmware.guest import GuestState
 from kvmsev.firmware.status import Command, Status
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MAX
 from kvmsev.kernel.usermem import AddressSpace
-from kvmsev.kvm import ioctl
+from kvmsev.kvm import ioctl, regions
 from kvmsev.kvm import vcpu as vcpu_mod
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.ioctl import DEV_SEV_FD, Cmd, SevCmd
+from kvmsev.kvm.sev_cmd import DEV_SEV_FD, Cmd, SevCmd
 
 _ENOENT = -int(Errno.ENOENT)
 
@@ -34,13 +33,15 @@ class Outcome:
     result: dict[str, object] = field(default_factory=dict)
 
 
-def _vm(host: Host, name: str) -> Vm | None:
-    return None if host.kvm is None else host.kvm.vms.get(name)
+def vm_of(host: Host, name: str) -> Vm | None:
+    """The VM the VMM calls ``name`` (None when it has none, or has closed its fd)."""
+    vm = None if host.kvm is None else host.kvm.vms.get(name)
+    return None if vm is None or vm.closed else vm
 
 
 def default_sev_fd(host: Host) -> int:
     """The fd userspace would pass: its /dev/sev fd when the device exists, else -1."""
-    return DEV_SEV_FD if host.env.psp.present else -1
+    return DEV_SEV_FD if host.env.ccp.dev_sev else -1
 
 
 def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
@@ -54,39 +55,53 @@ def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
 
 
 def sev_cmd(
-    host: Host, vm_name: str, cmd_id: int, params: Mapping[str, object], sev_fd: int | None = None
+    host: Host,
+    vm_name: str,
+    cmd_id: int,
+    params: Mapping[str, object],
+    sev_fd: int | None = None,
+    data_fault: bool = False,
 ) -> Outcome:
-    """KVM_MEMORY_ENCRYPT_OP with ``struct kvm_sev_cmd {id, data, error, sev_fd}``."""
-    vm = _vm(host, vm_name)
+    """KVM_MEMORY_ENCRYPT_OP with ``struct kvm_sev_cmd {id, data, error, sev_fd}``; ``data_fault``
+    passes a parameters pointer the VMM has not mapped."""
+    vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
-    cmd = Cmd(cmd_id, dict(params), default_sev_fd(host) if sev_fd is None else sev_fd)
+    cmd = Cmd(cmd_id, dict(params), default_sev_fd(host) if sev_fd is None else sev_fd, data_fault=data_fault)
     result = ioctl.mem_enc_op(host.env, host.kvm, vm, cmd)
     out: dict[str, object] = {}
+    written = cmd.params
     if cmd_id in (SevCmd.INIT, SevCmd.ES_INIT) and result.ret == 0:
         vm.initialised_as_es = cmd_id == SevCmd.ES_INIT
         out["asid"] = vm.asid
-    elif cmd_id == SevCmd.LAUNCH_START and result.ret == 0:
+    elif cmd_id in (SevCmd.LAUNCH_START, SevCmd.RECEIVE_START) and result.ret == 0:
         out["handle"] = vm.handle
-    elif cmd_id == SevCmd.LAUNCH_MEASURE:
-        out["len"] = cmd.params.get("len")
-        if "measurement" in cmd.params:
-            out["measurement"] = cmd.params["measurement"]
     elif cmd_id == SevCmd.GUEST_STATUS and result.ret == 0:
-        state = cmd.params["state"]
+        state = written["state"]
         assert isinstance(state, int)
         out = {
-            "policy": cmd.params["policy"],
+            "policy": written["policy"],
             "state": state,
             "state_name": GuestState(state).name,
-            "handle": cmd.params["handle"],
+            "handle": written["handle"],
         }
+    elif cmd_id in _WRITTEN_BACK:
+        out = {key: written[key] for key in _WRITTEN_BACK[cmd_id] if key in written}
     return Outcome(result.ret, result.error, out)
+
+
+#: what each command writes back to its parameters (or out-buffers) that a VMM would look at
+_WRITTEN_BACK: dict[int, tuple[str, ...]] = {
+    SevCmd.LAUNCH_MEASURE: ("len", "measurement"),
+    SevCmd.GET_ATTESTATION_REPORT: ("len", "report"),
+    SevCmd.SEND_START: ("session_len", "policy", "session"),
+    SevCmd.SEND_UPDATE_DATA: ("hdr_len", "trans_len", "header", "trans"),
+}
 
 
 def write_user(host: Host, vm_name: str, uaddr: int | None, data: bytes) -> int:
     """Put ``data`` into the VM process's memory (mapping it when needed); returns the address."""
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     assert vm is not None
     if uaddr is None:
         uaddr = vm.memory.map(max(len(data), 1))
@@ -95,7 +110,7 @@ def write_user(host: Host, vm_name: str, uaddr: int | None, data: bytes) -> int:
 
 
 def read_user(host: Host, vm_name: str, uaddr: int, length: int) -> bytes:
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     assert vm is not None
     return vm.memory.read(uaddr, length)
 
@@ -104,7 +119,7 @@ def launch_update_data(
     host: Host, vm_name: str, data: bytes | None, uaddr: int | None, length: int | None
 ) -> Outcome:
     """Write ``data`` (if given) to user memory, then LAUNCH_UPDATE_DATA over it."""
-    if _vm(host, vm_name) is None:
+    if vm_of(host, vm_name) is None:
         return Outcome(_ENOENT)
     if data is not None:
         uaddr = write_user(host, vm_name, uaddr, data)
@@ -114,101 +129,18 @@ def launch_update_data(
     return outcome
 
 
-def launch_start(
-    host: Host, vm_name: str, policy: int, handle: int, session: Session | None, sev_fd: int | None
-) -> Outcome:
-    """LAUNCH_START; a session is passed as DH cert + session blobs of the real sizes."""
-    params: dict[str, object] = {"policy": policy, "handle": handle}
-    if session is not None and _vm(host, vm_name) is not None:
-        params.update(
-            dh_uaddr=write_user(host, vm_name, None, bytes(0x824)),
-            dh_len=0x824,
-            session_uaddr=write_user(host, vm_name, None, bytes(128)),
-            session_len=128,
-            session=session,
-        )
-    return sev_cmd(host, vm_name, SevCmd.LAUNCH_START, params, sev_fd)
-
-
-def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:
-    vm = _vm(host, vm_name)
-    uaddr = vm.memory.buffer("measure", length) if vm is not None and length else 0
-    return sev_cmd(host, vm_name, SevCmd.LAUNCH_MEASURE, {"uaddr": uaddr, "len": length})
-
-
-def launch_secret(
-    host: Host,
-    vm_name: str,
-    secret: bytes,
-    iv: bytes,
-    flags: int,
-    mac: bytes | None,
-    guest_uaddr: int | None,
-    tek: bytes,
-    tik: bytes,
-) -> Outcome:
-    """Build the secret packet as a guest owner would (AES-128-CTR under the TEK, header MAC
-    with the TIK over the launch measurement) and issue LAUNCH_SECRET.
-
-    ``mac`` overrides the computed MAC (to model a tampered packet).
-    """
-    vm = _vm(host, vm_name)
-    if host.kvm is None or vm is None:
-        return Outcome(_ENOENT)
-    guest = host.env.psp.guests.get(vm.handle)
-    measurement = guest.measure[:32] if guest is not None and guest.measure is not None else bytes(32)
-    trans = aes.ctr(tek, iv, secret)
-    header_mac = (
-        mac if mac is not None else secret_header_mac(tik, flags, iv, len(secret), trans, measurement)
-    )
-    header = flags.to_bytes(4, "little") + iv + header_mac
-    if guest_uaddr is None:
-        guest_uaddr = vm.memory.map(max(len(secret), 1))
-    params = {
-        "guest_uaddr": guest_uaddr,
-        "guest_len": len(secret),
-        "trans_uaddr": write_user(host, vm_name, None, trans),
-        "trans_len": len(trans),
-        "hdr_uaddr": write_user(host, vm_name, None, header),
-        "hdr_len": len(header),
-    }
-    outcome = sev_cmd(host, vm_name, SevCmd.LAUNCH_SECRET, params)
-    outcome.result = {"guest_uaddr": guest_uaddr}
-    return outcome
-
-
-def dbg_decrypt(host: Host, vm_name: str, src: int, length: int, dst: int | None) -> Outcome:
-    vm = _vm(host, vm_name)
-    if host.kvm is None or vm is None:
-        return Outcome(_ENOENT)
-    if dst is None:
-        dst = vm.memory.map(max(length, 1))
-    outcome = sev_cmd(host, vm_name, SevCmd.DBG_DECRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": length})
-    if outcome.ret == 0:
-        outcome.result = {"data": vm.memory.read(dst, length).hex(), "dst_uaddr": dst}
-    return outcome
-
-
-def dbg_encrypt(host: Host, vm_name: str, data: bytes, dst: int) -> Outcome:
-    vm = _vm(host, vm_name)
-    if host.kvm is None or vm is None:
-        return Outcome(_ENOENT)
-    src = write_user(host, vm_name, None, data)
-    return sev_cmd(host, vm_name, SevCmd.DBG_ENCRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": len(data)})
-
-
 def reg_region(host: Host, vm_name: str, uaddr: int, size: int, unregister: bool = False) -> Outcome:
     """KVM_MEMORY_ENCRYPT_{REG,UNREG}_REGION (KVM's SEV off: the ioctl is -ENOTTY as well)."""
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     if unregister:
-        return Outcome(ioctl.unregister_region(host.env, vm, uaddr, size))
-    return Outcome(ioctl.register_region(host.env, vm, uaddr, size))
+        return Outcome(regions.unregister_region(host.env, vm, uaddr, size))
+    return Outcome(regions.register_region(host.env, vm, uaddr, size))
 
 
 def vcpu_create(host: Host, vm_name: str, vmsa: bytes | None = None) -> Outcome:
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     vcpu = vcpu_mod.vcpu_create(host.env, vm)
@@ -218,7 +150,7 @@ def vcpu_create(host: Host, vm_name: str, vmsa: bytes | None = None) -> Outcome:
 
 
 def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     run = vcpu_mod.vcpu_run(host.env, host.kvm, vm, vm.vcpus[index], cpu)
@@ -235,7 +167,7 @@ def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
 
 
 def vm_destroy(host: Host, vm_name: str) -> Outcome:
-    vm = _vm(host, vm_name)
+    vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     vcpu_mod.vm_destroy(host.env, host.kvm, vm)

@@ -59,7 +59,7 @@ def boot_dict(
             "present": cfg.profile.sev_firmware,
             "boot_commands": [c.as_dict() for c in host.boot_firmware],
         },
-        "boot_dmesg": list(host.features.boot_dmesg()),
+        "boot_dmesg": list(host.boot_dmesg()),
         "loaded": load.loaded,
         "load_error": None if load.error is None else load.error.name,
         **view,

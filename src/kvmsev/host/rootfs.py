@@ -83,7 +83,8 @@ def export(host: Host, root: Path) -> None:
         _write(root, "sys/fs/cgroup/misc.capacity", capacity)
     if host.kvm is not None:
         _write(root, "dev/kvm", "")
-    if host.env.psp.present:
+    dev_sev = host.env.ccp.dev_sev
+    if dev_sev:
         _write(root, "dev/sev", "")
     status = host.env.psp.platform_status()
     supported = host.supported_cpuid_8000001f()
@@ -97,23 +98,19 @@ def export(host: Host, root: Path) -> None:
         "kvm_supported_cpuid_8000001f": None
         if supported is None
         else [supported.eax, supported.ebx, supported.ecx, supported.edx],
-        "sev_platform_status": status.out if status.ok else None,
-        "sev_platform_status_reason": None if status.ok else "/dev/sev does not exist",
+        "sev_platform_status": status.out if status.ok and dev_sev else None,
+        "sev_platform_status_reason": None if status.ok and dev_sev else "/dev/sev does not exist",
         "dev": {
             **(
                 {"/dev/kvm": {"mode": "0666", "readable": True, "writable": True}}
                 if host.kvm is not None
                 else {}
             ),
-            **(
-                {"/dev/sev": {"mode": "0600", "readable": True, "writable": True}}
-                if host.env.psp.present
-                else {}
-            ),
+            **({"/dev/sev": {"mode": "0600", "readable": True, "writable": True}} if dev_sev else {}),
         },
         "rlimit_memlock": [cfg.source.memlock_limit, cfg.source.memlock_limit],
     }
     _write(root, ".kvmsev/probe.json", json.dumps(probe, indent=1) + "\n")
-    log = [line for line in host.features.boot_dmesg()]
+    log = list(host.boot_dmesg())
     log += [str(e["text"]) for e in host.env.trace.events if e["kind"] == "dmesg"]
     _write(root, ".kvmsev/dmesg.txt", "".join(line + "\n" for line in log))

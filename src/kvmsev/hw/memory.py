@@ -1,11 +1,13 @@
 """Host physical memory: 4 KiB frames holding bytes, read and written by physical address.
 
 Frames are created on first touch (zero-filled). The memory controller's encryption is applied
-by whoever writes through a guest key (the firmware model); this layer only stores bytes.
+by whoever writes through a guest key (the firmware model) with :func:`transform`; frames store
+bytes as they are in DRAM.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 PAGE_SIZE = 4096
@@ -41,3 +43,28 @@ class PhysicalMemory:
             take = min(len(data) - pos, PAGE_SIZE - offset)
             self.frame(pfn)[offset : offset + take] = data[pos : pos + take]
             pos += take
+
+
+def keystream(vek: bytes, pfn: int) -> bytes:
+    """The memory controller's per-page transform under a guest key.
+
+    Real hardware uses AES with a physical-address tweak; the model needs only that the same
+    key and page give the same bytes, and different ones do not.
+    """
+    return hashlib.shake_256(vek + pfn.to_bytes(8, "little")).digest(PAGE_SIZE)
+
+
+def transform(vek: bytes, paddr: int, data: bytes) -> bytes:
+    """``data`` as the memory controller turns it at ``paddr`` under ``vek`` (encrypting and
+    decrypting are the same operation)."""
+    length = len(data)
+    out = bytearray(length)
+    pos = 0
+    while pos < length:
+        pfn, offset = divmod(paddr + pos, PAGE_SIZE)
+        take = min(length - pos, PAGE_SIZE - offset)
+        stream = keystream(vek, pfn)[offset : offset + take]
+        mixed = int.from_bytes(data[pos : pos + take], "little") ^ int.from_bytes(stream, "little")
+        out[pos : pos + take] = mixed.to_bytes(take, "little")
+        pos += take
+    return bytes(out)

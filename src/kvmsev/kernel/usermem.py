@@ -102,6 +102,26 @@ class AddressSpace:
             pos += take
         return bytes(out)
 
+    def mapped(self, uaddr: int, length: int) -> bool:
+        """Every byte of ``[uaddr, uaddr + length)`` is mapped (a user copy would not fault)."""
+        page = uaddr & ~(PAGE_SIZE - 1)
+        while page < uaddr + length:
+            if self.translate(page) is None:
+                return False
+            page += PAGE_SIZE
+        return True
+
+    def copy_from_user(self, uaddr: int, length: int) -> bytes | None:
+        """The kernel's ``copy_from_user``: None when the range is not mapped (-EFAULT)."""
+        return self.read(uaddr, length) if self.mapped(uaddr, length) else None
+
+    def copy_to_user(self, uaddr: int, data: bytes) -> bool:
+        """The kernel's ``copy_to_user``: False when the range is not mapped (-EFAULT)."""
+        if not self.mapped(uaddr, len(data)):
+            return False
+        self.write(uaddr, data)
+        return True
+
     def pin(self, uaddr: int, npages: int) -> list[int]:
         """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped)."""
         frames: list[int] = []

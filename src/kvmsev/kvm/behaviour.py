@@ -98,6 +98,26 @@ class Behaviour:
     #: (same window): before it, KVM_SEV_ES_INIT sets ``es_active`` before anything is checked
     #: and never clears it, so a failed ES_INIT leaves the VM "ES" for a later plain INIT.
     es_active_set_on_success_only: bool = False
+    #: The live-migration commands (5.13-rc1): 4cfdd47d6d95 SEND_START, d3d1af85e2c7
+    #: SEND_UPDATE_DATA, fddecf6a237e SEND_FINISH, 5569e2e7a650 SEND_CANCEL, af43cbbf954b
+    #: RECEIVE_START, 15fb7de1a7f5 RECEIVE_UPDATE_DATA, 6a443def87d2 RECEIVE_FINISH; before them the
+    #: dispatcher answers -EINVAL.
+    migration_commands: bool = False
+    #: 54526d1fd593 "KVM: x86: Support KVM VMs sharing SEV context" (5.13-rc1):
+    #: KVM_CAP_VM_COPY_ENC_CONTEXT_FROM makes a VM a mirror of another's ASID.
+    mirror_vms: bool = False
+    #: 1877c73b7c03 "crypto: ccp - Don't initialize SEV support without the SEV feature"
+    #: (5.13-rc1): without X86_FEATURE_SEV the ccp driver sets up no SEV device (no /dev/sev, no
+    #: INIT) and logs "SEV: memory encryption not enabled by BIOS".
+    ccp_requires_sev_feature: bool = False
+    #: c7a1b2b678c5 "KVM: SVM: Fix sev_pin_memory() error checks in SEV migration utilities" and
+    #: b4a693924aab "KVM: SVM: Return -EFAULT if copy_to_user() for SEV mig packet header fails"
+    #: (5.14): a guest page that cannot be pinned is an error, not an oops; a header that cannot
+    #: be copied out is -EFAULT, not a positive count.
+    migration_pin_error_checked: bool = False
+    #: f1815e0aa770 "KVM: SVM: fix missing sev_decommission in sev_receive_start" (5.15-rc4):
+    #: RECEIVE_START whose ACTIVATE fails DECOMMISSIONs the new context instead of leaking it.
+    receive_start_decommission_on_bind_failure: bool = False
 
     def with_fields(self, **changes: object) -> Behaviour:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -145,6 +165,9 @@ V5_13 = V5_12.with_fields(
     decommission_on_bind_failure=True,
     created_vcpus_check=True,
     es_active_set_on_success_only=True,
+    migration_commands=True,
+    mirror_vms=True,
+    ccp_requires_sev_feature=True,
 )
 
 PRESETS: dict[str, Behaviour] = {"v5.12": V5_12, "v5.13": V5_13}

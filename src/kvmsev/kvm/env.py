@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from kvmsev.firmware.psp import CommandResult, Psp
+from kvmsev.firmware.psp import Psp
+from kvmsev.firmware.result import CommandResult
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kernel.alloc import Allocator
 from kvmsev.kernel.ccp import SevDriver

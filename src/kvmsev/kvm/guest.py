@@ -103,3 +103,12 @@ class Vm:
     #: VM an SEV guest was ES_INIT (None before one succeeds). The kernel keeps no such record;
     #: the invariants compare ``es_active`` against it.
     initialised_as_es: bool | None = None
+    #: ``sev->enc_context_owner``: the VM whose ASID this mirror shares (5.13), by name
+    enc_context_owner: str | None = None
+    #: ``kvm->users_count``: the VM fd's reference plus one per mirror of it (``kvm_get_kvm``)
+    users: int = 1
+    #: the VM fd was closed but a mirror still holds the VM (it is destroyed with the last user)
+    closed: bool = False
+    #: the guest owner's side, not the kernel's: the TEK and TIK of the launch session (zero
+    #: without one), which its LAUNCH_SECRET packets use
+    owner_keys: tuple[bytes, bytes] = (bytes(16), bytes(16))

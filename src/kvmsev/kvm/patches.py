@@ -252,6 +252,39 @@ PATCHES: tuple[Patch, ...] = (
         group="5.13",
     ),
     Patch(
+        "migration-commands",
+        "5.13",
+        "4cfdd47d6d95",
+        "KVM: SVM: Add KVM_SEV SEND_START command (and the six other SEND/RECEIVE commands)",
+        "behaviour",
+        "migration_commands",
+        "KVM_SEV_SEND_START/UPDATE_DATA/FINISH/CANCEL and RECEIVE_START/UPDATE_DATA/FINISH reach the "
+        "firmware instead of failing with -EINVAL",
+        group="5.13",
+    ),
+    Patch(
+        "mirror-vms",
+        "5.13",
+        "54526d1fd593",
+        "KVM: x86: Support KVM VMs sharing SEV context",
+        "behaviour",
+        "mirror_vms",
+        "KVM_CAP_VM_COPY_ENC_CONTEXT_FROM: a VM shares another's ASID (no handle, no SEV commands, "
+        "no cgroup charge); the owner lives until its last mirror is gone",
+        group="5.13",
+    ),
+    Patch(
+        "ccp-requires-sev-feature",
+        "5.13",
+        "1877c73b7c03",
+        "crypto: ccp - Don't initialize SEV support without the SEV feature",
+        "behaviour",
+        "ccp_requires_sev_feature",
+        "without X86_FEATURE_SEV (SMEE off) the ccp driver sets up no SEV device: no /dev/sev, no "
+        "INIT, 'SEV: memory encryption not enabled by BIOS' in dmesg",
+        group="5.13",
+    ),
+    Patch(
         "off-by-one-fix",
         "5.14",
         "179c6c27bf48",

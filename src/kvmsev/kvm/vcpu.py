@@ -53,7 +53,8 @@ from kvmsev.kvm.hardware import (
     svm_hardware_disable,
     svm_hardware_enable,
 )
-from kvmsev.kvm.ioctl import sev_unbind_asid, sev_unpin_memory
+from kvmsev.kvm.launch import sev_unbind_asid
+from kvmsev.kvm.sev_cmd import sev_unpin_memory
 from kvmsev.kvm.state import KvmAmd
 
 #: who asked for a flush of the ASID's TLB entries on one VMRUN (the ``by`` of a tlb_flush event)
@@ -173,19 +174,26 @@ def vcpu_run(env: KernelEnv, kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> RunRe
 
 
 def sev_vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
-    """``sev_vm_destroy``: flush caches, unpin, unbind the ASID, free it for reclaim."""
+    """``sev_vm_destroy``: a mirror only drops its reference to the VM it mirrors (which may
+    destroy that VM now); an SEV guest flushes caches, unpins, unbinds its ASID and frees it for
+    reclaim."""
     if not vm.active:
+        return
+    if vm.enc_context_owner is not None:
+        kvm_put_kvm(env, kvm, kvm.vms[vm.enc_context_owner])
         return
     env.wbinvd_on_all_cpus()
     for region in vm.regions:
         sev_unpin_memory(vm, region.npages)
     vm.regions = []
-    sev_unbind_asid(env, vm, vm.handle)
+    sev_unbind_asid(env, vm.handle)
     sev_asid_free(env, kvm, vm, env.behaviour.sev_vmcbs_clear_real_asid)
 
 
-def vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
-    """The last reference to the VM goes: SEV teardown, then every vCPU's pages."""
+def kvm_destroy_vm(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
+    """The last user is gone (``kvm_destroy_vm``): SEV teardown (``kvm_arch_destroy_vm`` ->
+    ``svm_vm_destroy``), then every vCPU's pages; the last VM turns virtualization off."""
+    del kvm.vms[vm.name]
     sev_vm_destroy(env, kvm, vm)
     for vcpu in vm.vcpus:
         if vcpu.vmsa_pfn is not None:
@@ -193,9 +201,22 @@ def vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
         env.pages.free(vcpu.vmcb_pfn)
     vm.vcpus = []
     vm.active = False
-    del kvm.vms[vm.name]
     if not kvm.vms:
         hardware_disable_all(kvm)
+
+
+def kvm_put_kvm(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
+    """Drop one reference (``kvm_put_kvm``); the last one destroys the VM."""
+    vm.users -= 1
+    if not vm.users:
+        kvm_destroy_vm(env, kvm, vm)
+
+
+def vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
+    """The VMM closes the VM fd (``kvm_vm_release``): its reference goes; a VM a mirror still
+    holds lives on, unusable from userspace, until the mirror is gone."""
+    vm.closed = True
+    kvm_put_kvm(env, kvm, vm)
 
 
 def cpu_offline(env: KernelEnv, kvm: KvmAmd | None, cpu: int) -> None:

@@ -17,10 +17,12 @@ from kvmsev.probe.observe import Observation
 
 _RELEVANT = re.compile(r"(SEV|Nested Paging|kvm_amd:|misc controller)")
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+#: the ccp driver prefixes its lines with the PSP's PCI address, which differs from host to host
+_DEVICE = re.compile(r"^ccp [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]: ")
 
 
 def _log_lines(lines: list[str]) -> list[str]:
-    return [_TIMESTAMP.sub("", line) for line in lines if _RELEVANT.search(line)]
+    return [_DEVICE.sub("ccp: ", _TIMESTAMP.sub("", line)) for line in lines if _RELEVANT.search(line)]
 
 
 def _suspect(obs: Observation) -> tuple[str, str]:

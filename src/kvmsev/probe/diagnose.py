@@ -303,13 +303,17 @@ def _firmware(obs: Observation, out: list[Check]) -> None:
     if not obs.is_amd:
         return
     if obs.dev_sev is None:
+        refused = any("memory encryption not enabled by BIOS" in line for line in obs.dmesg or ())
         out.append(
             Check(
                 "/dev/sev",
                 FAIL,
                 cat,
                 obs.dev_sev_reason or "absent",
-                "no SEV firmware: a client CPU, or the ccp driver is not loaded (modprobe ccp)",
+                "the BIOS left memory encryption off, so the ccp driver set up no SEV device "
+                "('SEV: memory encryption not enabled by BIOS', 1877c73b7c03): enable SMEE"
+                if refused
+                else "no SEV firmware: a client CPU, or the ccp driver is not loaded (modprobe ccp)",
             )
         )
         return

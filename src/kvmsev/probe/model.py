@@ -52,22 +52,28 @@ def predict(obs: Observation) -> Prediction | None:
     else:
         syscfg = SYSCFG_MEM_ENCRYPT if ("sme" in obs.flags or "sev" in obs.flags or not eax & 3) else 0
     threads = cpu_count(obs.cpus_present) or 1
-    profile = profiles.from_dict(
-        {
-            "name": "probed-host",
-            "model_name": obs.model_name or "unknown AMD processor",
-            "vendor": "AuthenticAMD",
-            "family": obs.family or 0,
-            "model": obs.model or 0,
-            "threads": min(threads, profiles.MAX_CPUS),
-            "cpuid_8000001f": {"eax": eax, "ebx": ebx, "ecx": ecx, "edx": edx},
-            "syscfg": syscfg,
-            "hwcr": 1,
-            "sev_firmware": obs.dev_sev is not None,
-            "sources": {"cpuid_8000001f": "read from this host"},
-        },
-        "probed host",
-    )
+    status = obs.sev_platform_status
+    # Without /dev/sev the PSP may still carry SEV firmware: from 5.13 the ccp driver sets up no
+    # SEV device when the BIOS left memory encryption off, and says so.
+    refused = any("memory encryption not enabled by BIOS" in line for line in obs.dmesg or ())
+    document: dict[str, Any] = {
+        "name": "probed-host",
+        "model_name": obs.model_name or "unknown AMD processor",
+        "vendor": "AuthenticAMD",
+        "family": obs.family or 0,
+        "model": obs.model or 0,
+        "threads": min(threads, profiles.MAX_CPUS),
+        "cpuid_8000001f": {"eax": eax, "ebx": ebx, "ecx": ecx, "edx": edx},
+        "syscfg": syscfg,
+        "hwcr": 1,
+        "sev_firmware": obs.dev_sev is not None or refused,
+        "sources": {"cpuid_8000001f": "read from this host"},
+    }
+    if status is not None:
+        document["sev_api"] = {
+            k: status[f"api_{k}" if k != "build" else "build"] for k in ("major", "minor", "build")
+        }
+    profile = profiles.from_dict(document, "probed host")
     config_words = []
     if obs.kconfig is not None:
         for symbol in kconfig.SYMBOLS:

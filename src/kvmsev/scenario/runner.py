@@ -1,26 +1,28 @@
-"""Run a scenario: boot its host, load ``kvm_amd``, execute the steps, check the invariants.
+"""Run a scenario: boot its hosts, load ``kvm_amd``, execute the steps, check the invariants.
 
 Each step reports ``op``, ``ret`` (0 or -errno), ``errno`` (name or null), ``fw_error``
 (``{"code", "name"}`` or null: the firmware status KVM copied back), ``result`` and the
 ``events`` it caused in order (firmware commands, WBINVDs, TLB flushes, kernel log lines). After
-every step all invariants are evaluated; a violation is reported at the step where it appears.
+every step all invariants are evaluated on the step's host; a violation is reported at the step
+where it appears.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kvmsev.check.invariants import BY_NAME, violations
 from kvmsev.errors import Errno, InputError
-from kvmsev.firmware.guest import Session
 from kvmsev.firmware.status import Command, Status
-from kvmsev.host import ops
+from kvmsev.host import launch_ops, migration_ops, ops
 from kvmsev.host.config import FAIL_SITES
 from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
+from kvmsev.host.stream import Stream
 from kvmsev.kernel.misc_cgroup import RESOURCES
-from kvmsev.kvm.ioctl import SevCmd
 from kvmsev.kvm.oops import KernelOops
+from kvmsev.kvm.sev_cmd import SevCmd
 from kvmsev.scenario.schema import Scenario, Step
 
 SCHEMA = "kvmsev.run/1"
@@ -31,23 +33,51 @@ _SIMPLE_CMDS = {
     "launch_update_vmsa": SevCmd.LAUNCH_UPDATE_VMSA,
     "launch_finish": SevCmd.LAUNCH_FINISH,
     "guest_status": SevCmd.GUEST_STATUS,
+    "send_finish": SevCmd.SEND_FINISH,
+    "send_cancel": SevCmd.SEND_CANCEL,
+    "receive_finish": SevCmd.RECEIVE_FINISH,
+}
+#: ops that name a VM the step's host must have
+_VM_OPS = frozenset(_SIMPLE_CMDS) | {
+    "launch_start",
+    "launch_update_data",
+    "launch_secret",
+    "launch_measure",
+    "attestation_report",
+    "dbg_decrypt",
+    "dbg_encrypt",
+    "reg_region",
+    "unreg_region",
+    "mem_write",
+    "mem_enc_op",
+    "vcpu_create",
+    "vcpu_run",
+    "vm_destroy",
+    "copy_enc_context_from",
+    "send_start",
+    "send_update_data",
+    "receive_start",
+    "receive_update_data",
 }
 
 
-def _check_refs(host: Host, step: Step) -> None:
+def _check_refs(hosts: Mapping[str, Host], step: Step) -> None:
     """Names and numbers the scenario uses must exist; otherwise it is the scenario's error."""
+    host = hosts[step.host]
     where = f"steps[{step.index}]"
     a = step.args
-    vms = host.kvm.vms if host.kvm is not None else {}
+    vms = {n: v for n, v in host.kvm.vms.items() if not v.closed} if host.kvm is not None else {}
     if step.op == "vm_create":
-        if a["vm"] in vms:
+        if host.kvm is not None and a["vm"] in host.kvm.vms:
             raise InputError(f"{where}.vm", f"VM {a['vm']!r} already exists")
         if a.get("cgroup", "/") not in host.env.misc.groups:
             raise InputError(
                 f"{where}.cgroup", f"no cgroup {a.get('cgroup')!r} (create it with cgroup_create)"
             )
-    elif "vm" in a and host.kvm is not None and a["vm"] not in vms:
+    elif step.op in _VM_OPS and host.kvm is not None and a["vm"] not in vms:
         raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {', '.join(vms) or 'none'})")
+    if step.op == "copy_enc_context_from" and host.kvm is not None and a["source"] not in host.kvm.vms:
+        raise InputError(f"{where}.source", f"no VM {a['source']!r} on this host")
     if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
         raise InputError(f"{where}.cpu", f"CPU {a['cpu']} does not exist (host has {host.env.nr_cpus})")
     if step.op == "vcpu_run":
@@ -58,7 +88,7 @@ def _check_refs(host: Host, step: Step) -> None:
             raise InputError(f"{where}.cpu", f"CPU {a['cpu']} is offline; nothing can run there")
     if step.op == "cgroup_create":
         path = a["cgroup"]
-        if not path.startswith("/") or path == "/" or path in host.env.misc.groups:
+        if path == "/" or path in host.env.misc.groups:
             raise InputError(f"{where}.cgroup", f"{path!r} must be a new absolute path like /tenant")
         parent = path.rsplit("/", 1)[0] or "/"
         if parent not in host.env.misc.groups:
@@ -79,22 +109,43 @@ def _check_refs(host: Host, step: Step) -> None:
             raise InputError(f"{where}.cgroup", f"no non-root cgroup {a['cgroup']!r}")
         if a["resource"] not in RESOURCES:
             raise InputError(f"{where}.resource", f"must be one of {', '.join(RESOURCES)}")
+    if step.op in ("receive_start", "receive_update_data"):
+        stream = _stream_of(hosts, step)
+        if step.op == "receive_update_data":
+            index = a.get("packet", stream.received)
+            if not 0 <= index < len(stream.packets):
+                raise InputError(
+                    f"{where}.packet",
+                    f"stream {a['stream']!r} has {len(stream.packets)} packets, no packet {index}",
+                )
 
 
-def execute(host: Host, step: Step) -> ops.Outcome:
-    """Perform one step through the entry points (references already checked).
+def _stream_of(hosts: Mapping[str, Host], step: Step) -> Stream:
+    """The stream a receive step reads: on the host it names, or the one host that has it."""
+    name = step.args["stream"]
+    source = step.args.get("source")
+    holders = [n for n, h in hosts.items() if name in h.streams and (source is None or n == source)]
+    if len(holders) != 1:
+        problem = "no host has sent" if not holders else "several hosts have sent"
+        raise InputError(f"steps[{step.index}].stream", f"{problem} a stream {name!r} (send_start makes one)")
+    return hosts[holders[0]].streams[name]
+
+
+def execute(host: Host, step: Step, hosts: Mapping[str, Host] | None = None) -> ops.Outcome:
+    """Perform one step on ``host`` through the entry points (references already checked);
+    ``hosts`` are every host of the scenario, for migration steps.
 
     A kernel oops kills the calling task: the call never returns, so the outcome carries the
     oops line instead of an errno, and the host stays as it crashed.
     """
     try:
-        return _execute(host, step)
+        return _execute(host, step, hosts if hosts is not None else {step.host: host})
     except KernelOops as oops:
         host.crash(oops)
         return ops.Outcome(0, 0, {"oops": oops.line})
 
 
-def _execute(host: Host, step: Step) -> ops.Outcome:
+def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
     a = step.args
     op = step.op
     if op in _SIMPLE_CMDS:
@@ -103,14 +154,19 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
         return ops.vm_create(host, a["vm"], a.get("cgroup", "/"))
     if op == "launch_start":
         s = a.get("session")
-        session = None if s is None else Session(s["tek"], s["tik"], s["valid"])
-        return ops.launch_start(
-            host, a["vm"], a.get("policy", 0), a.get("handle", 0), session, a.get("sev_fd")
+        owner = (
+            None
+            if s is None
+            else launch_ops.OwnerSession(s["tek"], s["tik"], s.get("policy"), s.get("tamper"))
+        )
+        return launch_ops.launch_start(
+            host, a["vm"], a.get("policy", 0), a.get("handle", 0), owner, a.get("sev_fd")
         )
     if op == "launch_update_data":
         return ops.launch_update_data(host, a["vm"], a.get("data"), a.get("uaddr"), a.get("len"))
     if op == "launch_secret":
-        return ops.launch_secret(
+        keys = (a.get("tek", bytes(16)), a.get("tik", bytes(16))) if "tek" in a or "tik" in a else None
+        return launch_ops.launch_secret(
             host,
             a["vm"],
             a["secret"],
@@ -118,15 +174,16 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
             a.get("flags", 0),
             a.get("mac"),
             a.get("guest_uaddr"),
-            a.get("tek", bytes(16)),
-            a.get("tik", bytes(16)),
+            keys,
         )
     if op == "launch_measure":
-        return ops.launch_measure(host, a["vm"], a.get("len", 48))
+        return launch_ops.launch_measure(host, a["vm"], a.get("len", 48))
+    if op == "attestation_report":
+        return launch_ops.attestation_report(host, a["vm"], a.get("mnonce", bytes(16)), a.get("len", 0xD0))
     if op == "dbg_decrypt":
-        return ops.dbg_decrypt(host, a["vm"], a["src_uaddr"], a["len"], a.get("dst_uaddr"))
+        return launch_ops.dbg_decrypt(host, a["vm"], a["src_uaddr"], a["len"], a.get("dst_uaddr"))
     if op == "dbg_encrypt":
-        return ops.dbg_encrypt(host, a["vm"], a["data"], a["dst_uaddr"])
+        return launch_ops.dbg_encrypt(host, a["vm"], a["data"], a["dst_uaddr"])
     if op in ("reg_region", "unreg_region"):
         return ops.reg_region(host, a["vm"], a["uaddr"], a["size"], unregister=op == "unreg_region")
     if op == "mem_write":
@@ -135,7 +192,7 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
         uaddr = ops.write_user(host, a["vm"], a.get("uaddr"), a["data"])
         return ops.Outcome(0, 0, {"uaddr": uaddr})
     if op == "mem_enc_op":
-        return ops.sev_cmd(host, a["vm"], a["id"], {})
+        return ops.sev_cmd(host, a["vm"], a["id"], {}, data_fault=a.get("data_fault", False))
     if op == "vcpu_create":
         return ops.vcpu_create(host, a["vm"], a.get("vmsa"))
     if op == "vcpu_run":
@@ -149,13 +206,33 @@ def _execute(host: Host, step: Step) -> ops.Outcome:
     if op == "cgroup_create":
         return ops.cgroup_create(host, a["cgroup"])
     if op == "cgroup_set_max":
-        return ops.cgroup_set_max(host, a["cgroup"], a["resource"], a["max"])
+        return ops.cgroup_set_max(host, a["cgroup"], a["resource"], None if a["max"] == "max" else a["max"])
     if op == "module_unload":
         return ops.module_unload(host)
     if op == "module_load":
         return ops.module_load(host, a.get("fail_alloc"))
     if op == "fw_fault":
         return ops.fw_fault(host, a["cmd"], a.get("status", "HWSEV_RET_UNSAFE"))
+    if op == "copy_enc_context_from":
+        return migration_ops.copy_enc_context_from(host, a["vm"], a["source"], a.get("flags", 0))
+    if op == "send_start":
+        stream = host.streams.setdefault(a.get("stream", a["vm"]), Stream())
+        target = hosts[a.get("to", step.host)]
+        return migration_ops.send_start(host, a["vm"], target, stream, a.get("session_len", 128))
+    if op == "send_update_data":
+        stream = host.streams.setdefault(a.get("stream", a["vm"]), Stream())
+        return migration_ops.send_update_data(host, a["vm"], stream, a["uaddr"], a["len"])
+    if op == "receive_start":
+        return migration_ops.receive_start(
+            host, a["vm"], _stream_of(hosts, step), a.get("policy"), a.get("handle", 0)
+        )
+    if op == "receive_update_data":
+        stream = _stream_of(hosts, step)
+        index = a.get("packet", stream.received)
+        stream.received = index + 1
+        return migration_ops.receive_update_data(
+            host, a["vm"], stream, index, a.get("uaddr"), a.get("tamper")
+        )
     raise AssertionError(op)
 
 
@@ -254,24 +331,49 @@ def final_state(host: Host) -> dict[str, Any]:
     return state
 
 
+BOOT_FIELDS = (
+    "kernel",
+    "profile",
+    "cpus",
+    "loaded",
+    "load_error",
+    "sev_enabled",
+    "sev_es_enabled",
+    "min_sev_asid",
+    "max_sev_asid",
+    "dmesg",
+)
+
+
 def run(scenario: Scenario) -> dict[str, Any]:
-    """Execute ``scenario``; the result is the ``kvmsev run --json`` document."""
-    host = Host.boot(scenario.host)
-    load = host.load_kvm_amd()
-    boot = boot_dict(host, load, None, kvm_view(host))
-    seen: dict[str, set[str]] = {name: set() for name in BY_NAME}
+    """Execute ``scenario``; the result is the ``kvmsev run --json`` document.
+
+    With several hosts, ``boot`` and ``final`` describe the first and ``hosts`` all of them; each
+    step and violation names its host.
+    """
+    hosts: dict[str, Host] = {}
+    boots: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
     reported: list[dict[str, Any]] = []
-    for name, details in violations(host).items():
-        for detail in details:
-            seen[name].add(detail)
-            reported.append({"invariant": name, "step": None, "detail": detail})
+    for name, config in scenario.hosts.items():
+        host = hosts[name] = Host.boot(config)
+        load = host.load_kvm_amd()
+        boot = boot_dict(host, load, None, kvm_view(host))
+        boots[name] = {k: boot[k] for k in BOOT_FIELDS}
+        for inv, details in violations(host).items():
+            for detail in details:
+                seen.setdefault((name, inv), set()).add(detail)
+                reported.append({"invariant": inv, "step": None, "detail": detail, "host": name})
+    several = len(hosts) > 1
     steps: list[dict[str, Any]] = []
+    crashed: str | None = None
     for step in scenario.steps:
-        if host.crashed is not None:
+        host = hosts[step.host]
+        if any(h.crashed for h in hosts.values()):
             break
-        _check_refs(host, step)
+        _check_refs(hosts, step)
         mark = host.env.trace.mark()
-        outcome = execute(host, step)
+        outcome = execute(host, step, hosts)
         entry: dict[str, Any] = {
             "step": step.index,
             "op": step.op,
@@ -282,39 +384,33 @@ def run(scenario: Scenario) -> dict[str, Any]:
             "result": outcome.result or None,
             "events": host.env.trace.since(mark),
         }
+        if several:
+            entry["host"] = step.host
         new: list[dict[str, Any]] = []
-        for name, details in violations(host).items():
+        for inv, details in violations(host).items():
             for detail in details:
-                if detail not in seen[name]:
-                    seen[name].add(detail)
-                    new.append({"invariant": name, "step": step.index, "detail": detail})
+                known = seen.setdefault((step.host, inv), set())
+                if detail not in known:
+                    known.add(detail)
+                    new.append({"invariant": inv, "step": step.index, "detail": detail, "host": step.host})
         entry["violations"] = new
         reported += new
         steps.append(entry)
-    return {
+        crashed = crashed or host.crashed
+    first = next(iter(hosts))
+    report: dict[str, Any] = {
         "schema": SCHEMA,
         "scenario": scenario.name,
-        "boot": {
-            k: boot[k]
-            for k in (
-                "kernel",
-                "profile",
-                "cpus",
-                "loaded",
-                "load_error",
-                "sev_enabled",
-                "sev_es_enabled",
-                "min_sev_asid",
-                "max_sev_asid",
-                "dmesg",
-            )
-        },
+        "boot": boots[first],
         "steps": steps,
         "planned_steps": len(scenario.steps),
-        "crashed": host.crashed,
-        "final": final_state(host),
+        "crashed": crashed,
+        "final": final_state(hosts[first]),
         "invariants": {
-            "checked": [i for i in BY_NAME],
+            "checked": list(BY_NAME),
             "violations": reported,
         },
     }
+    if several:
+        report["hosts"] = {name: {"boot": boots[name], "final": final_state(h)} for name, h in hosts.items()}
+    return report

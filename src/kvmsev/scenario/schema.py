@@ -1,4 +1,5 @@
-"""The scenario file format (YAML or JSON), validated field by field.
+"""The scenario file format (YAML or JSON), validated by pydantic models; ``kvmsev schema
+scenario`` prints their JSON Schema (``docs/scenario.schema.json``).
 
 ```yaml
 host:                 # everything `kvmsev boot` accepts, plus seed / memlock_limit / ...
@@ -10,9 +11,11 @@ steps:
   - {op: launch_start, vm: a, policy: 0x1}
 ```
 
-Any problem names the step and field (``steps[3].cpu: ...``) and is an input error (exit 2).
-Values a real userspace could pass to the real ioctls (bad policies, wrong lengths, wrong order)
-are not checked here: the model answers them.
+Several hosts (for migration) go under ``hosts: {NAME: {...}}``; each step names its host with
+``host:`` (default: the first). Any problem names the file, the step and the field
+(``steps[3].len: ...``) and is an input error (exit 2); nothing runs. Values a real userspace
+could pass to the real ioctls (bad policies, wrong lengths, wrong order) are only checked to fit
+the kernel's structures (a ``__u32`` length is at most 4294967295): the model answers the rest.
 """
 
 from __future__ import annotations
@@ -20,86 +23,418 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kvmsev.errors import InputError
 from kvmsev.host.config import HostConfig
 
-# field kinds: "str", "int", "bool", "hex" (bytes), "data" (bytes: hex string or {pattern, len}),
-# "intmax" (int or "max"), "session", "vm" (an existing VM's name)
-OPS: dict[str, dict[str, tuple[str, bool]]] = {
-    "vm_create": {"vm": ("str", True), "cgroup": ("str", False)},
-    "sev_init": {"vm": ("vm", True)},
-    "sev_es_init": {"vm": ("vm", True)},
-    "launch_start": {
-        "vm": ("vm", True),
-        "policy": ("int", False),
-        "handle": ("int", False),
-        "sev_fd": ("int", False),
-        "session": ("session", False),
-    },
-    "launch_update_data": {
-        "vm": ("vm", True),
-        "data": ("data", False),
-        "uaddr": ("int", False),
-        "len": ("int", False),
-    },
-    "launch_update_vmsa": {"vm": ("vm", True)},
-    "launch_secret": {
-        "vm": ("vm", True),
-        "secret": ("data", True),
-        "iv": ("hex", False),
-        "flags": ("int", False),
-        "mac": ("hex", False),
-        "guest_uaddr": ("int", False),
-        "tek": ("hex", False),
-        "tik": ("hex", False),
-    },
-    "launch_measure": {"vm": ("vm", True), "len": ("int", False)},
-    "launch_finish": {"vm": ("vm", True)},
-    "guest_status": {"vm": ("vm", True)},
-    "dbg_decrypt": {
-        "vm": ("vm", True),
-        "src_uaddr": ("int", True),
-        "len": ("int", True),
-        "dst_uaddr": ("int", False),
-    },
-    "dbg_encrypt": {"vm": ("vm", True), "data": ("data", True), "dst_uaddr": ("int", True)},
-    "reg_region": {"vm": ("vm", True), "uaddr": ("int", True), "size": ("int", True)},
-    "unreg_region": {"vm": ("vm", True), "uaddr": ("int", True), "size": ("int", True)},
-    "mem_write": {"vm": ("vm", True), "uaddr": ("int", False), "data": ("data", True)},
-    "mem_enc_op": {"vm": ("vm", True), "id": ("int", True)},
-    "vcpu_create": {"vm": ("vm", True), "vmsa": ("data", False)},
-    "vcpu_run": {"vm": ("vm", True), "vcpu": ("int", True), "cpu": ("int", True)},
-    "vm_destroy": {"vm": ("vm", True)},
-    "cpu_offline": {"cpu": ("int", True)},
-    "cpu_online": {"cpu": ("int", True)},
-    "cgroup_create": {"cgroup": ("str", True)},
-    "cgroup_set_max": {"cgroup": ("str", True), "resource": ("str", True), "max": ("intmax", True)},
-    "module_unload": {},
-    "module_load": {"fail_alloc": ("str", False)},
-    "fw_fault": {"cmd": ("str", True), "status": ("str", False)},
-}
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+#: the largest byte string a scenario may spell out (memory, secrets, VMSA images)
+MAX_DATA = 16 << 20
+#: the largest scenario file read (a file is data, not a program: 64 MiB is far more than any needs)
+MAX_FILE = 64 << 20
 
-HOST_FIELDS: dict[str, str] = {
-    "profile": "str",
-    "cpuid": "str",
-    "kernel": "str",
-    "apply": "strs",
-    "revert": "strs",
-    "params": "strs",
-    "cmdline": "str",
-    "config": "strs",
-    "bios": "strs",
-    "cpus": "int",
-    "fail_alloc": "strs",
-    "seed": "int",
-    "memlock_limit": "int",
-    "cap_ipc_lock": "bool",
-    "sev_vmcbs_garbage": "garbage",
-}
+
+def _int(value: Any) -> Any:
+    """Integers as YAML/JSON numbers or strings in any base Python reads (``0x10``, ``16``)."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    return value
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected hex bytes, got {value!r}")
+    try:
+        return bytes.fromhex(value.removeprefix("0x").replace(" ", ""))
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not hex bytes") from None
+
+
+class _Fill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pattern: Annotated[bytes, BeforeValidator(_hex), Field(min_length=1)] | None = None
+    len: Annotated[int, BeforeValidator(_int), Field(ge=0, le=MAX_DATA)] | None = None
+    zero: Annotated[int, BeforeValidator(_int), Field(ge=0, le=MAX_DATA)] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> _Fill:
+        if (self.zero is None) == (self.pattern is None):
+            raise ValueError("give either zero: N, or pattern: HEX with len: N")
+        if self.pattern is not None and self.len is None:
+            raise ValueError("pattern needs len")
+        return self
+
+    def expand(self) -> bytes:
+        if self.zero is not None:
+            return bytes(self.zero)
+        assert self.pattern is not None and self.len is not None
+        return (self.pattern * (self.len // len(self.pattern) + 1))[: self.len]
+
+
+def _data(value: Any) -> Any:
+    """Hex bytes, ``{pattern: HEX, len: N}`` (the pattern repeated to N bytes) or ``{zero: N}``."""
+    if isinstance(value, dict):
+        return _Fill.model_validate(value).expand()
+    return _hex(value)
+
+
+U32 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U32_MAX)]
+U64 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U64_MAX)]
+Cpu = Annotated[int, BeforeValidator(_int), Field(ge=0, le=8191)]
+Data = Annotated[bytes, BeforeValidator(_data), Field(max_length=MAX_DATA)]
+Key16 = Annotated[bytes, BeforeValidator(_hex), Field(min_length=16, max_length=16)]
+Mac32 = Annotated[bytes, BeforeValidator(_hex), Field(min_length=32, max_length=32)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+CgroupPath = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^/([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Step(_Model):
+    #: which host of ``hosts`` the step runs on (default: the first)
+    host: Name | None = None
+
+
+class _OnVm(_Step):
+    vm: Name
+
+
+class VmCreate(_Step):
+    op: Literal["vm_create"]
+    vm: Name
+    cgroup: CgroupPath = "/"
+
+
+class SimpleCmd(_OnVm):
+    """Commands with no parameters of their own."""
+
+    op: Literal[
+        "sev_init",
+        "sev_es_init",
+        "launch_update_vmsa",
+        "launch_finish",
+        "guest_status",
+        "send_finish",
+        "send_cancel",
+        "receive_finish",
+        "vm_destroy",
+    ]
+
+
+class Session(_Model):
+    """A guest owner's launch session: the keys it wraps for the platform's PDH, the policy it
+    MACs (default: the launch policy), and how to spoil it."""
+
+    tek: Key16 = bytes(16)
+    tik: Key16 = bytes(16)
+    policy: U32 | None = None
+    tamper: Literal["wrap_mac", "policy_mac", "wrap_tk", "certificate", "session_len"] | None = None
+
+
+class LaunchStart(_OnVm):
+    op: Literal["launch_start"]
+    policy: U32 = 0
+    handle: U32 = 0
+    sev_fd: U32 | None = None
+    session: Session | None = None
+
+
+class LaunchUpdateData(_OnVm):
+    op: Literal["launch_update_data"]
+    data: Data | None = None
+    uaddr: U64 | None = None
+    len: U32 | None = None
+
+
+class LaunchSecret(_OnVm):
+    op: Literal["launch_secret"]
+    secret: Data
+    iv: Key16 = bytes(16)
+    flags: U32 = 0
+    mac: Mac32 | None = None
+    guest_uaddr: U64 | None = None
+    tek: Key16 | None = None
+    tik: Key16 | None = None
+
+
+class LaunchMeasure(_OnVm):
+    op: Literal["launch_measure"]
+    len: U32 = 48
+
+
+class AttestationReport(_OnVm):
+    op: Literal["attestation_report"]
+    mnonce: Key16 = bytes(16)
+    len: U32 = 0xD0
+
+
+class DbgDecrypt(_OnVm):
+    op: Literal["dbg_decrypt"]
+    src_uaddr: U64
+    len: U32
+    dst_uaddr: U64 | None = None
+
+
+class DbgEncrypt(_OnVm):
+    op: Literal["dbg_encrypt"]
+    data: Data
+    dst_uaddr: U64
+
+
+class Region(_OnVm):
+    op: Literal["reg_region", "unreg_region"]
+    uaddr: U64
+    size: U64
+
+
+class MemWrite(_OnVm):
+    op: Literal["mem_write"]
+    data: Data
+    uaddr: U64 | None = None
+
+
+class MemEncOp(_OnVm):
+    op: Literal["mem_enc_op"]
+    id: U32
+    #: the parameters pointer is not mapped in the VMM (copy_from_user faults)
+    data_fault: bool = False
+
+
+class VcpuCreate(_OnVm):
+    op: Literal["vcpu_create"]
+    vmsa: Data | None = None
+
+
+class VcpuRun(_OnVm):
+    op: Literal["vcpu_run"]
+    vcpu: Annotated[int, BeforeValidator(_int), Field(ge=0, le=1023)]
+    cpu: Cpu
+
+
+class CpuHotplug(_Step):
+    op: Literal["cpu_offline", "cpu_online"]
+    cpu: Cpu
+
+
+class CgroupCreate(_Step):
+    op: Literal["cgroup_create"]
+    cgroup: CgroupPath
+
+
+class CgroupSetMax(_Step):
+    op: Literal["cgroup_set_max"]
+    cgroup: CgroupPath
+    resource: Literal["sev", "sev_es"]
+    max: U64 | Literal["max"]
+
+
+class ModuleUnload(_Step):
+    op: Literal["module_unload"]
+
+
+class ModuleLoad(_Step):
+    op: Literal["module_load"]
+    fail_alloc: Annotated[str, Field(max_length=64)] | None = None
+
+
+class FwFault(_Step):
+    op: Literal["fw_fault"]
+    cmd: Annotated[str, Field(max_length=64)]
+    status: Annotated[str, Field(max_length=64)] = "HWSEV_RET_UNSAFE"
+
+
+class CopyEncContextFrom(_OnVm):
+    """KVM_CAP_VM_COPY_ENC_CONTEXT_FROM on ``vm`` with ``source``'s VM fd."""
+
+    op: Literal["copy_enc_context_from"]
+    source: Name
+    flags: U64 = 0
+
+
+class SendStart(_OnVm):
+    op: Literal["send_start"]
+    #: the host migrated to (default: this one); its PDH certificate and chain are used
+    to: Name | None = None
+    #: the migration channel's name (default: the VM's)
+    stream: Name | None = None
+    session_len: U32 = 128
+
+
+class SendUpdateData(_OnVm):
+    op: Literal["send_update_data"]
+    stream: Name | None = None
+    uaddr: U64
+    len: U32
+
+
+class ReceiveStart(_OnVm):
+    op: Literal["receive_start"]
+    stream: Name
+    #: the host the stream comes from (default: the one that has a stream of that name)
+    source: Name | None = None
+    policy: U32 | None = None
+    handle: U32 = 0
+
+
+class ReceiveUpdateData(_OnVm):
+    op: Literal["receive_update_data"]
+    stream: Name
+    source: Name | None = None
+    #: which packet of the stream (default: the next one)
+    packet: Annotated[int, BeforeValidator(_int), Field(ge=0)] | None = None
+    uaddr: U64 | None = None
+    tamper: Literal["header", "trans"] | None = None
+
+
+STEP_MODELS: tuple[type[_Step], ...] = (
+    VmCreate,
+    SimpleCmd,
+    LaunchStart,
+    LaunchUpdateData,
+    LaunchSecret,
+    LaunchMeasure,
+    AttestationReport,
+    DbgDecrypt,
+    DbgEncrypt,
+    Region,
+    MemWrite,
+    MemEncOp,
+    VcpuCreate,
+    VcpuRun,
+    CpuHotplug,
+    CgroupCreate,
+    CgroupSetMax,
+    ModuleUnload,
+    ModuleLoad,
+    FwFault,
+    CopyEncContextFrom,
+    SendStart,
+    SendUpdateData,
+    ReceiveStart,
+    ReceiveUpdateData,
+)
+#: every op, in the order the models list them
+OPS: tuple[str, ...] = tuple(
+    tag for model in STEP_MODELS for tag in getattr(model.model_fields["op"].annotation, "__args__", ())
+)
+StepModel = Annotated[
+    VmCreate
+    | SimpleCmd
+    | LaunchStart
+    | LaunchUpdateData
+    | LaunchSecret
+    | LaunchMeasure
+    | AttestationReport
+    | DbgDecrypt
+    | DbgEncrypt
+    | Region
+    | MemWrite
+    | MemEncOp
+    | VcpuCreate
+    | VcpuRun
+    | CpuHotplug
+    | CgroupCreate
+    | CgroupSetMax
+    | ModuleUnload
+    | ModuleLoad
+    | FwFault
+    | CopyEncContextFrom
+    | SendStart
+    | SendUpdateData
+    | ReceiveStart
+    | ReceiveUpdateData,
+    Field(discriminator="op"),
+]
+
+
+def _strings(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Strings = Annotated[
+    list[Annotated[str, Field(max_length=4096)]], BeforeValidator(_strings), Field(max_length=256)
+]
+
+
+class HostModel(_Model):
+    """A host to boot: ``kvmsev boot``'s options, plus what a scenario alone can set."""
+
+    profile: Annotated[str, Field(min_length=1, max_length=4096)] = "epyc-7763"
+    cpuid: Annotated[str, Field(max_length=128)] | None = None
+    kernel: Annotated[str, Field(max_length=32)] = "v5.13"
+    apply: Strings = []
+    revert: Strings = []
+    params: Strings = []
+    cmdline: Annotated[str, Field(max_length=4096)] = ""
+    config: Strings = []
+    bios: Strings = []
+    cpus: Annotated[int, BeforeValidator(_int), Field(ge=1, le=8192)] | None = None
+    fail_alloc: Strings = []
+    #: seeds everything left to chance: firmware keys and nonces, uninitialised memory
+    seed: Annotated[int, BeforeValidator(_int), Field(ge=0, le=U64_MAX)] = 0
+    #: {"CPU:INDEX": VALUE}: initial content of uninitialised sev_vmcbs entries
+    sev_vmcbs_garbage: dict[Annotated[str, Field(pattern=r"^\d{1,4}:\d{1,5}$")], U64] = {}
+    memlock_limit: U64 = 64 * 1024
+    cap_ipc_lock: bool = False
+
+    def config_for(self) -> HostConfig:
+        return HostConfig(
+            profile=self.profile,
+            cpuid=self.cpuid,
+            kernel=self.kernel,
+            apply=tuple(self.apply),
+            revert=tuple(self.revert),
+            params=tuple(self.params),
+            cmdline=self.cmdline,
+            config=tuple(self.config),
+            bios=tuple(self.bios),
+            cpus=self.cpus,
+            fail_alloc=tuple(self.fail_alloc),
+            seed=self.seed,
+            sev_vmcbs_garbage=tuple(
+                (int(k.split(":")[0]), int(k.split(":")[1]), v) for k, v in self.sev_vmcbs_garbage.items()
+            ),
+            memlock_limit=self.memlock_limit,
+            cap_ipc_lock=self.cap_ipc_lock,
+        )
+
+
+class ScenarioModel(_Model):
+    """A scenario file."""
+
+    description: Annotated[str, Field(max_length=65536)] | None = None
+    host: HostModel | None = None
+    hosts: Annotated[dict[Name, HostModel], Field(min_length=1, max_length=16)] | None = None
+    steps: Annotated[list[StepModel], Field(max_length=100_000)]
+
+    @model_validator(mode="after")
+    def _hosts(self) -> ScenarioModel:
+        if self.host is not None and self.hosts is not None:
+            raise ValueError("give either host or hosts, not both")
+        names = set(self.hosts) if self.hosts is not None else {"host"}
+        known = ", ".join(sorted(names))
+        for i, step in enumerate(self.steps):
+            for field in ("host", "to", "source"):
+                target = getattr(step, field, None)
+                if isinstance(target, str) and target not in names:
+                    raise ValueError(f"steps[{i}].{field}: no host {target!r} (hosts: {known})")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,182 +442,137 @@ class Step:
     index: int
     op: str
     args: dict[str, Any]
+    host: str
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    host: HostConfig
+    hosts: dict[str, HostConfig]
     steps: tuple[Step, ...]
 
-
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InputError(where, f"expected an integer, got {value!r}")
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            raise InputError(where, f"expected an integer, got {value!r}") from None
-    return value
+    @property
+    def host(self) -> HostConfig:
+        """The first host (the only one in a single-host scenario)."""
+        return next(iter(self.hosts.values()))
 
 
-def _hex(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise InputError(where, f"expected a hex string, got {value!r}")
-    text = value.removeprefix("0x").replace(" ", "")
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise InputError(where, f"{value!r} is not hex bytes") from None
-
-
-def _data(value: Any, where: str) -> bytes:
-    """Hex bytes, ``{pattern: HEX, len: N}`` (the pattern repeated to N bytes) or ``{zero: N}``."""
-    if isinstance(value, dict):
-        unknown = set(value) - {"pattern", "len", "zero"}
-        if unknown:
-            raise InputError(where, f"unknown keys {sorted(unknown)} (use pattern+len, or zero)")
-        if "zero" in value:
-            return bytes(_int(value["zero"], f"{where}.zero"))
-        pattern = _hex(value.get("pattern"), f"{where}.pattern")
-        length = _int(value.get("len"), f"{where}.len")
-        if not pattern or length < 0 or length > 16 << 20:
-            raise InputError(where, "pattern must be non-empty and len within 0..16 MiB")
-        return (pattern * (length // len(pattern) + 1))[:length]
-    return _hex(value, where)
-
-
-def _session(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InputError(where, "expected {tek: HEX, tik: HEX, valid: BOOL}")
-    unknown = set(value) - {"tek", "tik", "valid"}
-    if unknown:
-        raise InputError(where, f"unknown keys {sorted(unknown)}")
-    out: dict[str, Any] = {"valid": bool(value.get("valid", True))}
-    for key in ("tek", "tik"):
-        key_bytes = _hex(value.get(key, "00" * 16), f"{where}.{key}")
-        if len(key_bytes) != 16:
-            raise InputError(f"{where}.{key}", "must be 16 bytes")
-        out[key] = key_bytes
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``('steps', 3, 'launch_update_data', 'len')`` -> ``steps[3].len``: the discriminator tag
+    pydantic puts after a step's index is dropped."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(previous, int) and part in OPS:
+            pass  # the op tag
+        else:
+            out += f".{part}" if out else str(part)
+        previous = part
     return out
 
 
-def _step(raw: Any, index: int) -> Step:
-    where = f"steps[{index}]"
-    if not isinstance(raw, dict):
-        raise InputError(where, "each step must be a mapping with an 'op'")
-    op = raw.get("op")
-    if op not in OPS:
-        raise InputError(f"{where}.op", f"unknown op {op!r} (known: {', '.join(OPS)})")
-    spec = OPS[op]
-    args: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "op":
-            continue
-        if key not in spec:
-            raise InputError(f"{where}.{key}", f"not a field of {op} (fields: {', '.join(spec) or 'none'})")
-        kind = spec[key][0]
-        field_where = f"{where}.{key}"
-        if kind in ("str", "vm"):
-            if not isinstance(value, str) or not value:
-                raise InputError(field_where, f"expected a name, got {value!r}")
-            args[key] = value
-        elif kind == "int":
-            args[key] = _int(value, field_where)
-        elif kind == "hex":
-            args[key] = _hex(value, field_where)
-        elif kind == "data":
-            args[key] = _data(value, field_where)
-        elif kind == "session":
-            args[key] = _session(value, field_where)
-        elif kind == "intmax":
-            args[key] = None if value == "max" else _int(value, field_where)
-    for key, (_, required) in spec.items():
-        if required and key not in args:
-            raise InputError(f"{where}.{key}", f"required by {op}")
-    return Step(index, op, args)
+def _problem(error: Any) -> tuple[str, str]:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        tag = error["input"].get("op") if isinstance(error["input"], dict) else None
+        return _where(loc) + ".op", f"unknown op {tag!r} (known: {', '.join(OPS)})"
+    if kind == "union_tag_not_found":
+        return _where(loc), "each step must be a mapping with an 'op'"
+    op = next((part for part in loc if isinstance(part, str) and part in OPS), None)
+    if kind == "extra_forbidden":
+        if op is not None:
+            fields = [f for f in _model_of(op).model_fields if f not in ("op", "host")]
+            return _where(loc), f"not a field of {op} (fields: {', '.join(fields) or 'none'}, host)"
+        if loc[:1] in (("host",), ("hosts",)):
+            return _where(loc), f"unknown field (known: {', '.join(HostModel.model_fields)})"
+        return _where(loc), "not a field here"
+    if kind == "missing":
+        return _where(loc), f"required by {op}" if op is not None else "required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return _where(loc), message
 
 
-def _host(raw: Any) -> HostConfig:
-    if raw is None:
-        return HostConfig()
-    if not isinstance(raw, dict):
-        raise InputError("host", "expected a mapping")
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        kind = HOST_FIELDS.get(key)
-        where = f"host.{key}"
-        if kind is None:
-            raise InputError(where, f"unknown field (known: {', '.join(HOST_FIELDS)})")
-        if kind == "str":
-            if not isinstance(value, str):
-                raise InputError(where, f"expected a string, got {value!r}")
-            kwargs[key] = value
-        elif kind == "strs":
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-                raise InputError(where, "expected a string or a list of strings")
-            kwargs[key] = tuple(items)
-        elif kind == "int":
-            kwargs[key] = _int(value, where)
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise InputError(where, f"expected true or false, got {value!r}")
-            kwargs[key] = value
-        elif kind == "garbage":
-            if not isinstance(value, dict):
-                raise InputError(where, 'expected {"CPU:INDEX": VALUE}')
-            entries = []
-            for k, v in value.items():
-                cpu, _, index = str(k).partition(":")
-                entries.append((_int(cpu, where), _int(index, where), _int(v, f"{where}.{k}")))
-            kwargs[key] = tuple(entries)
-    return HostConfig(**kwargs)
+def _model_of(op: str) -> type[_Step]:
+    return next(m for m in STEP_MODELS if op in getattr(m.model_fields["op"].annotation, "__args__", ()))
 
 
 def parse(data: Any, name: str = "scenario") -> Scenario:
+    """Validate a scenario document; the first problem is an :class:`InputError` naming the
+    file and the field."""
     if not isinstance(data, dict):
-        raise InputError(name, "a scenario is a mapping with 'host' and 'steps'")
-    unknown = set(data) - {"host", "steps", "description"}
-    if unknown:
-        raise InputError(
-            name, f"unknown top-level keys {sorted(unknown)} (expected host, steps, description)"
-        )
-    steps = data.get("steps")
-    if not isinstance(steps, list):
-        raise InputError("steps", "expected a list of steps")
-    return Scenario(name, _host(data.get("host")), tuple(_step(s, i) for i, s in enumerate(steps)))
+        raise InputError(name, "a scenario is a mapping with 'host' (or 'hosts') and 'steps'")
+    try:
+        model = ScenarioModel.model_validate(data)
+    except ValidationError as exc:
+        where, problem = _problem(exc.errors()[0])
+        raise InputError(f"{name}: {where}" if where else name, problem) from None
+    except RecursionError:
+        raise InputError(name, "nested too deeply") from None
+    hosts = {n: h.config_for() for n, h in (model.hosts or {"host": model.host or HostModel()}).items()}
+    first = next(iter(hosts))
+    steps = tuple(
+        Step(i, s.op, s.model_dump(exclude={"op", "host"}, exclude_none=True), s.host or first)
+        for i, s in enumerate(model.steps)
+    )
+    return Scenario(name, hosts, steps)
 
 
 def load(path: str) -> Scenario:
     p = Path(path)
     try:
-        text = p.read_text()
+        if p.is_dir():
+            raise InputError(path, "is a directory, not a scenario file")
+        raw = p.read_bytes()[: MAX_FILE + 1]
     except OSError as exc:
-        raise InputError("FILE", f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_FILE:
+        raise InputError(p.name, f"larger than {MAX_FILE >> 20} MiB")
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(p.name, f"not UTF-8 text (byte {exc.start})") from None
+    kind = "JSON" if p.suffix == ".json" else "YAML"
+    try:
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(p.name, f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(p.name, f"not valid {kind}: {detail}") from None
+    except RecursionError:
+        raise InputError(p.name, f"not valid {kind}: nested too deeply") from None
+    except ValueError as exc:  # integers longer than Python converts (int_max_str_digits)
+        raise InputError(p.name, f"not valid {kind}: {exc}") from None
     return parse(data, p.name)
 
 
 def override(
     scenario: Scenario, kernel: str | None, apply: list[str], revert: list[str], seed: int | None
 ) -> Scenario:
-    """The scenario with its host's kernel, patches or seed changed from the command line.
+    """The scenario with every host's kernel, patches or seed changed from the command line.
 
     Patches named here are added to the file's own; ``--kernel`` replaces the preset.
     """
-    host = scenario.host
-    changes: dict[str, Any] = {}
-    if kernel is not None:
-        changes["kernel"] = kernel
-    if apply:
-        changes["apply"] = tuple(p for p in host.apply if p not in revert) + tuple(apply)
-    if revert:
-        changes["revert"] = tuple(p for p in host.revert if p not in apply) + tuple(revert)
-    if seed is not None:
-        changes["seed"] = seed
-    return replace(scenario, host=replace(host, **changes)) if changes else scenario
+
+    def changed(host: HostConfig) -> HostConfig:
+        changes: dict[str, Any] = {}
+        if kernel is not None:
+            changes["kernel"] = kernel
+        if apply:
+            changes["apply"] = tuple(p for p in host.apply if p not in revert) + tuple(apply)
+        if revert:
+            changes["revert"] = tuple(p for p in host.revert if p not in apply) + tuple(revert)
+        if seed is not None:
+            changes["seed"] = seed
+        return replace(host, **changes) if changes else host
+
+    return replace(scenario, hosts={n: changed(h) for n, h in scenario.hosts.items()})
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (for editors; ``docs/scenario.schema.json``)."""
+    schema = ScenarioModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "kvmsev scenario"
+    return schema

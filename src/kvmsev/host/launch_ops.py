@@ -1,0 +1,175 @@
+"""Launch-time entry points as a VMM and a guest owner use them: LAUNCH_START with a session the
+guest owner builds against the platform's PDH, LAUNCH_MEASURE, LAUNCH_SECRET packets, the
+attestation report, DBG_DECRYPT / DBG_ENCRYPT, and PDH_CERT_EXPORT through ``/dev/sev``.
+
+The guest owner's side is what sevctl and virtee/sev do: an ECDH P-384 key of its own, the
+session blob wrapping its TEK and TIK for the platform's PDH (:mod:`kvmsev.firmware.session`),
+secret packets encrypted under the TEK and MACed under the TIK. Its key and the blob's nonce and
+IV are derived from the host's seed and the VM's name, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kvmsev.errors import Errno
+from kvmsev.firmware import certs, crypto
+from kvmsev.firmware import session as channel
+from kvmsev.firmware.result import CommandResult
+from kvmsev.host.host import Host
+from kvmsev.host.ops import Outcome, sev_cmd, vm_of, write_user
+from kvmsev.kvm.sev_cmd import SevCmd
+
+_ENOENT = -int(Errno.ENOENT)
+#: the ways a scenario can spoil a session, to see the firmware refuse it
+TAMPER = ("wrap_mac", "policy_mac", "wrap_tk", "certificate", "session_len")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerSession:
+    """A guest owner's launch session: the transport keys it chooses, the policy it signs (None:
+    the launch policy), and how the scenario spoils it (None: not at all)."""
+
+    tek: bytes = bytes(16)
+    tik: bytes = bytes(16)
+    policy: int | None = None
+    tamper: str | None = None
+
+
+def pdh_cert_export(host: Host) -> CommandResult:
+    """``SEV_PDH_CERT_EXPORT`` on /dev/sev: the platform's PDH certificate and its chain."""
+    return host.env.psp.pdh_cert_export()
+
+
+def owner_key(host: Host, vm_name: str) -> ec.EllipticCurvePrivateKey:
+    return crypto.private_key(f"owner:{host.config.source.seed}:{vm_name}".encode())
+
+
+def build_session(
+    host: Host, vm_name: str, pdh: bytes, owner: OwnerSession, policy: int
+) -> tuple[bytes, bytes]:
+    """(DH certificate, session blob) as the guest owner sends them, spoiled as asked."""
+    key = owner_key(host, vm_name)
+    cert = certs.key_cert(key, certs.Usage.PDH)
+    target = certs.decode(pdh)
+    assert target is not None
+    seed = f"session:{host.config.source.seed}:{vm_name}".encode()
+    nonce, iv = crypto.kdf(seed, b"nonce"), crypto.kdf(seed, b"iv")
+    signed_policy = policy if owner.policy is None else owner.policy
+    blob = bytearray(channel.wrap(key, target, owner.tek, owner.tik, signed_policy, nonce, iv).encode())
+    spoil = {"wrap_tk": 16, "wrap_mac": 64, "policy_mac": 96}
+    if owner.tamper in spoil:
+        blob[spoil[owner.tamper]] ^= 1
+    if owner.tamper == "certificate":
+        cert = certs.SevCert(certs.Usage.PEK, cert.algo, cert.x, cert.y)
+    session = bytes(blob[:64]) if owner.tamper == "session_len" else bytes(blob)
+    return cert.encode(), session
+
+
+def launch_start(
+    host: Host,
+    vm_name: str,
+    policy: int,
+    handle: int = 0,
+    owner: OwnerSession | None = None,
+    sev_fd: int | None = None,
+) -> Outcome:
+    """LAUNCH_START; with a guest owner's session, its DH certificate and session blob are passed
+    the way QEMU passes them (``dh-cert-file``, ``session-file``)."""
+    vm = vm_of(host, vm_name)
+    if vm is None:
+        return Outcome(_ENOENT)
+    params: dict[str, object] = {"policy": policy, "handle": handle}
+    if owner is not None:
+        export = pdh_cert_export(host)
+        if not export.ok:
+            return Outcome(export.ret, export.code, {"pdh_cert_export": export.status and export.status.name})
+        assert isinstance(export.out, dict)
+        pdh = export.out["pdh"]
+        assert isinstance(pdh, bytes)
+        dh_cert, session = build_session(host, vm_name, pdh, owner, policy)
+        params.update(
+            dh_uaddr=write_user(host, vm_name, None, dh_cert),
+            dh_len=len(dh_cert),
+            session_uaddr=write_user(host, vm_name, None, session),
+            session_len=len(session),
+        )
+        vm.owner_keys = (owner.tek, owner.tik)
+    return sev_cmd(host, vm_name, SevCmd.LAUNCH_START, params, sev_fd)
+
+
+def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:
+    vm = vm_of(host, vm_name)
+    uaddr = vm.memory.buffer("measure", length) if vm is not None and length else 0
+    return sev_cmd(host, vm_name, SevCmd.LAUNCH_MEASURE, {"uaddr": uaddr, "len": length})
+
+
+def launch_secret(
+    host: Host,
+    vm_name: str,
+    secret: bytes,
+    iv: bytes,
+    flags: int,
+    mac: bytes | None,
+    guest_uaddr: int | None,
+    keys: tuple[bytes, bytes] | None,
+) -> Outcome:
+    """Build the secret packet as a guest owner would (AES-128-CTR under the TEK, header MAC
+    with the TIK over the launch measurement) and issue LAUNCH_SECRET.
+
+    ``keys`` (TEK, TIK) default to those of the VM's launch session (zero without one); ``mac``
+    overrides the computed MAC (to model a tampered packet).
+    """
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    tek, tik = keys if keys is not None else vm.owner_keys
+    guest = host.env.psp.guests.get(vm.handle)
+    measurement = guest.measure[:32] if guest is not None and guest.measure is not None else bytes(32)
+    header, trans = channel.seal(tek, tik, channel.CONTEXT_SECRET, iv, secret, measurement, flags)
+    if mac is not None:
+        header = header[:20] + mac
+    if guest_uaddr is None:
+        guest_uaddr = vm.memory.map(max(len(secret), 1))
+    params = {
+        "guest_uaddr": guest_uaddr,
+        "guest_len": len(secret),
+        "trans_uaddr": write_user(host, vm_name, None, trans),
+        "trans_len": len(trans),
+        "hdr_uaddr": write_user(host, vm_name, None, header),
+        "hdr_len": len(header),
+    }
+    outcome = sev_cmd(host, vm_name, SevCmd.LAUNCH_SECRET, params)
+    outcome.result = {"guest_uaddr": guest_uaddr}
+    return outcome
+
+
+def attestation_report(host: Host, vm_name: str, mnonce: bytes, length: int) -> Outcome:
+    """KVM_SEV_GET_ATTESTATION_REPORT into a buffer of ``length`` bytes (0: the size query)."""
+    vm = vm_of(host, vm_name)
+    uaddr = vm.memory.buffer("attestation", length) if vm is not None and length else 0
+    return sev_cmd(
+        host, vm_name, SevCmd.GET_ATTESTATION_REPORT, {"uaddr": uaddr, "len": length, "mnonce": mnonce}
+    )
+
+
+def dbg_decrypt(host: Host, vm_name: str, src: int, length: int, dst: int | None) -> Outcome:
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    if dst is None:
+        dst = vm.memory.map(max(length, 1))
+    outcome = sev_cmd(host, vm_name, SevCmd.DBG_DECRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": length})
+    if outcome.ret == 0:
+        outcome.result = {"data": vm.memory.read(dst, length).hex(), "dst_uaddr": dst}
+    return outcome
+
+
+def dbg_encrypt(host: Host, vm_name: str, data: bytes, dst: int) -> Outcome:
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    src = write_user(host, vm_name, None, data)
+    return sev_cmd(host, vm_name, SevCmd.DBG_ENCRYPT, {"src_uaddr": src, "dst_uaddr": dst, "len": len(data)})

@@ -1,0 +1,298 @@
+"""KVM's launch commands (sev.c, 5.12/5.13): KVM_SEV_INIT / ES_INIT, LAUNCH_START,
+LAUNCH_UPDATE_DATA / VMSA, LAUNCH_MEASURE, LAUNCH_SECRET, LAUNCH_FINISH, GUEST_STATUS and
+GET_ATTESTATION_REPORT; and binding / unbinding an ASID to a firmware context.
+
+Every handler but INIT checks ``sev_guest()`` first (-ENOTTY).
+"""
+
+from __future__ import annotations
+
+from kvmsev.firmware.psp import VMSA_SIZE
+from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from kvmsev.kernel import ccp
+from kvmsev.kernel.usermem import contiguous_run
+from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
+from kvmsev.kvm.env import KernelEnv
+from kvmsev.kvm.guest import Vm
+from kvmsev.kvm.oops import null_deref
+from kvmsev.kvm.sev_cmd import (
+    EBADF,
+    EBUSY,
+    EFAULT,
+    EINVAL,
+    ENOTTY,
+    SEV_FW_BLOB_MAX_SIZE,
+    Cmd,
+    SevCmd,
+    copy_blobs,
+    copy_to_user,
+    dev_sev,
+    fw,
+    issue_ok,
+    sev_pin_memory,
+    sev_unpin_memory,
+)
+from kvmsev.kvm.state import KvmAmd
+
+
+def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_INIT / KVM_SEV_ES_INIT (``sev_guest_init``).
+
+    5.13: no vCPUs yet (-EINVAL, 8727906fde6e); not already active (-EBUSY); ``es_active`` set
+    from the command before the ASID is chosen and reset on failure (9fa1521daafb); every ASID
+    failure is reported as -EBUSY (the preset ``ret``); a failing ``sev_platform_init`` returns
+    its error and leaves the ASID awaiting reclaim. 5.12 lacks both fixes: ES_INIT marks the VM
+    ES first and nothing clears it.
+    """
+    fixed = env.behaviour.es_active_set_on_success_only
+    if not fixed and cmd.id == SevCmd.ES_INIT:
+        vm.es_active = True  # 5.12's sev_es_guest_init, before any check
+    if env.behaviour.created_vcpus_check and vm.created_vcpus:
+        return EINVAL
+    if vm.active:
+        return EBUSY
+    if fixed:
+        vm.es_active = cmd.id == SevCmd.ES_INIT
+    asid = sev_asid_new(env, kvm, vm)
+    if asid < 0:
+        if fixed:
+            vm.es_active = False
+        return EBUSY
+    vm.asid = asid
+    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
+    if ret:
+        cmd.error = error
+        sev_asid_free(env, kvm, vm, env.behaviour.sev_vmcbs_clear_real_asid)
+        vm.asid = 0
+        if fixed:
+            vm.es_active = False
+        return ret
+    vm.active = True
+    vm.regions = []
+    return 0
+
+
+def sev_bind_asid(env: KernelEnv, vm: Vm, handle: int, cmd: Cmd) -> int:
+    """ACTIVATE the VM's ASID for firmware context ``handle``."""
+    return fw(env, cmd, env.psp.activate(handle, vm.asid)).ret
+
+
+def sev_unbind_asid(env: KernelEnv, handle: int) -> None:
+    """DEACTIVATE (under ``sev_deactivate_lock`` for read), then DECOMMISSION; errors ignored."""
+    if not handle:
+        return
+    fw(env, None, env.psp.deactivate(handle))
+    fw(env, None, env.psp.decommission(handle))
+
+
+def sev_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """LAUNCH_START: firmware context via the caller's ``sev_fd``, then ACTIVATE the ASID.
+
+    The DH certificate is copied only when ``dh_uaddr`` is non-zero and the session blob only when
+    ``session_uaddr`` is, each on its own (``psp_copy_user_blob``: -EINVAL for a zero length or one
+    over 16 KiB, -EFAULT for an unmapped buffer). If ACTIVATE fails the new context is
+    DECOMMISSIONed when the behaviour has 934002cd660b ("KVM: SVM: Call SEV Guest Decommission if
+    ASID binding fails"); before it, the context leaks in the firmware. A handle that cannot be
+    copied back to userspace unbinds the context again and gives -EFAULT.
+    """
+    if not vm.active:
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    blobs = copy_blobs(vm, cmd, (("dh_uaddr", "dh_len"), ("session_uaddr", "session_len")))
+    if isinstance(blobs, int):
+        return blobs
+    dh_cert, session = blobs
+    if not dev_sev(env, cmd.sev_fd):
+        return EBADF
+    start = fw(env, cmd, env.psp.launch_start(cmd.int("handle"), cmd.int("policy"), dh_cert, session))
+    if start.ret:
+        return start.ret
+    handle = start.out
+    assert isinstance(handle, int)
+    ret = sev_bind_asid(env, vm, handle, cmd)
+    if ret:
+        if env.behaviour.decommission_on_bind_failure:
+            fw(env, None, env.psp.decommission(handle))
+        return ret
+    vm.handle = handle
+    vm.fd = cmd.sev_fd
+    cmd.params["handle"] = handle
+    return 0
+
+
+def sev_launch_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """LAUNCH_UPDATE_DATA: pin, then one firmware call per physically contiguous run."""
+    if not vm.active:
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    vaddr, size = cmd.int("uaddr"), cmd.int("len")
+    frames = sev_pin_memory(env, vm, vaddr, size)
+    if isinstance(frames, int):
+        return frames
+    ret = 0
+    end = vaddr + size
+    i = 0
+    while vaddr < end:
+        offset = vaddr & (PAGE_SIZE - 1)
+        pages = contiguous_run(frames, i)
+        length = min(pages * PAGE_SIZE - offset, size)
+        if not issue_ok(env, vm):
+            ret = EBADF
+            break
+        paddr = (frames[i] << PAGE_SHIFT) + offset
+        result = fw(env, cmd, env.psp.launch_update_data(vm.handle, paddr, length))
+        if result.ret:
+            ret = result.ret
+            break
+        size -= length
+        vaddr += length
+        i += pages
+    sev_unpin_memory(vm, len(frames))
+    return ret
+
+
+def sev_launch_update_vmsa(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """LAUNCH_UPDATE_VMSA: for every vCPU in index order, sync its VMSA page and encrypt it.
+
+    A vCPU created before KVM_SEV_ES_INIT has no VMSA page (``svm_create_vcpu`` allocates one only
+    for an SEV-ES VM; the vCPU is zero-allocated, so ``svm->vmsa`` is NULL): ``sev_es_sync_vmsa``
+    copies the register state to address 0 and the host oopses. Only kernels without
+    8727906fde6e let such a vCPU exist (5.12 before 5.12.4); its changelog names this crash.
+    """
+    if not (vm.active and vm.es_active):
+        return ENOTTY
+    for vcpu in vm.vcpus:
+        if vcpu.vmsa_pfn is None:
+            raise null_deref("sev_es_sync_vmsa: memcpy to svm->vmsa")
+        if not issue_ok(env, vm):
+            return EBADF
+        result = fw(env, cmd, env.psp.launch_update_vmsa(vm.handle, vcpu.vmsa_pfn << PAGE_SHIFT, VMSA_SIZE))
+        if result.ret:
+            return result.ret
+        vcpu.guest_state_protected = True
+    return 0
+
+
+def sev_launch_measure(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """LAUNCH_MEASURE: ``len`` 0 queries the size (the firmware answers INVALID_LEN, so the
+    ioctl returns -EIO with ``len`` = 48 written back); over 16 KiB -> -EINVAL; an unmapped
+    buffer -> -EFAULT after the firmware call."""
+    if not vm.active:
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    length = cmd.int("len")
+    uaddr = cmd.int("uaddr")
+    fw_len = 0
+    if length and uaddr:
+        if length > SEV_FW_BLOB_MAX_SIZE:
+            return EINVAL
+        fw_len = length
+    if not issue_ok(env, vm):
+        return EBADF
+    result = fw(env, cmd, env.psp.launch_measure(vm.handle, fw_len))
+    ret = result.ret
+    if isinstance(result.out, bytes):
+        cmd.params["len"] = len(result.out)
+        if uaddr and length and not copy_to_user(vm, uaddr, result.out):
+            return EFAULT
+        cmd.params["measurement"] = result.out.hex()
+    elif isinstance(result.out, int):
+        cmd.params["len"] = result.out
+    return ret
+
+
+def sev_launch_secret(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """LAUNCH_SECRET: pin the guest range; it must be one physically contiguous run (-EINVAL);
+    the transport data and the header are copied with ``psp_copy_user_blob``."""
+    if not vm.active:
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    guest_uaddr, guest_len = cmd.int("guest_uaddr"), cmd.int("guest_len")
+    frames = sev_pin_memory(env, vm, guest_uaddr, guest_len)
+    if isinstance(frames, int):
+        return frames
+    try:
+        if contiguous_run(frames, 0) != len(frames):
+            return EINVAL
+        blobs = copy_blobs(vm, cmd, (("trans_uaddr", "trans_len"), ("hdr_uaddr", "hdr_len")), optional=False)
+        if isinstance(blobs, int):
+            return blobs
+        trans, header = blobs
+        assert trans is not None and header is not None
+        if not issue_ok(env, vm):
+            return EBADF
+        paddr = (frames[0] << PAGE_SHIFT) + (guest_uaddr & (PAGE_SIZE - 1))
+        return fw(env, cmd, env.psp.launch_secret(vm.handle, header, paddr, guest_len, trans)).ret
+    finally:
+        sev_unpin_memory(vm, len(frames))
+
+
+def sev_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    if not vm.active:
+        return ENOTTY
+    if not issue_ok(env, vm):
+        return EBADF
+    return fw(env, cmd, env.psp.launch_finish(vm.handle)).ret
+
+
+def sev_guest_status(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """GUEST_STATUS: policy, state and the handle KVM asked about."""
+    if not vm.active:
+        return ENOTTY
+    if not issue_ok(env, vm):
+        return EBADF
+    result = fw(env, cmd, env.psp.guest_status(vm.handle))
+    if result.ret:
+        return result.ret
+    out = result.out
+    assert isinstance(out, dict)
+    if cmd.data_fault:
+        return EFAULT  # the result cannot be copied to params
+    cmd.params.update(policy=out["policy"], state=out["state"], handle=vm.handle)
+    return 0
+
+
+def sev_get_attestation_report(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_GET_ATTESTATION_REPORT (2c07ded06427, 5.12; sev.c ``sev_get_attestation_report``).
+
+    ``len`` 0 is the size query: the firmware gets no buffer and no nonce, and whatever it answers
+    (normally INVALID_LEN, so -EIO) ``len`` is written back. Otherwise, with a buffer address,
+    ``len`` over 16 KiB is -EINVAL and the 16-byte ``mnonce`` goes to the firmware (with ``len``
+    but no address, neither the buffer nor the nonce does). A firmware error returns without
+    writing ``len`` back; on success ``len`` bytes are copied to the buffer (-EFAULT when unmapped)
+    and the firmware's length is written back.
+    """
+    if not vm.active:
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    length, uaddr = cmd.int("len"), cmd.int("uaddr")
+    mnonce = cmd.params.get("mnonce", bytes(16))
+    assert isinstance(mnonce, bytes)
+    fw_len = 0
+    nonce = bytes(16)
+    if length and uaddr:
+        if length > SEV_FW_BLOB_MAX_SIZE:
+            return EINVAL
+        fw_len, nonce = length, mnonce
+    if not issue_ok(env, vm):
+        return EBADF
+    result = fw(env, cmd, env.psp.attestation(vm.handle, nonce, fw_len))
+    if not length:
+        if isinstance(result.out, int):
+            cmd.params["len"] = result.out
+        return result.ret
+    if result.ret:
+        return result.ret
+    report = result.out
+    assert isinstance(report, bytes)
+    ret = 0
+    if uaddr and not copy_to_user(vm, uaddr, report[:length].ljust(length, b"\0")):
+        ret = EFAULT
+    cmd.params["len"] = len(report)
+    cmd.params["report"] = report.hex()
+    return ret
