@@ -248,6 +248,9 @@ def _unreduced_key(host: Host) -> tuple[object, ...]:
                 ),
                 vm.created_vcpus,
                 vm.initialised_as_es,
+                vm.enc_context_owner,
+                vm.users,
+                vm.closed,
             )
             for vm in sorted(kvm.vms.values(), key=lambda vm: vm.name)
         )
@@ -296,6 +299,7 @@ def _unreduced_key(host: Host) -> tuple[object, ...]:
         bool(env.breaches),
         bool(env.unclean_teardowns),
         host.crashed is not None,
+        tuple(sorted((n, s.session, s.policy, len(s.packets)) for n, s in host.streams.items())),
     )
 
 

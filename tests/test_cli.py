@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_patches_lists_kind_and_commit(capsys: pytest.CaptureFixture[str]) -> No
     _, out, _ = run(capsys, "patches", "--json")
     items = json.loads(out)
     assert len([i for i in items if i["group"] == "series"]) == 15
-    assert len(items) == 25
+    assert len(items) == 30
     assert {i["name"]: i["changes_behaviour"] for i in items}["append-enabled"] is True
 
 
@@ -166,3 +167,16 @@ def test_user_profile_file_is_validated(tmp_path: object, capsys: pytest.Capture
     code, _, err = run(capsys, "boot", "--profile", str(path))
     assert code == 2
     assert "mine.json: cpuid_8000001f: eax" in err or "mine.json: threads" in err
+
+
+def test_export_root_that_cannot_be_a_directory_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "file"
+    plain.write_text("keep")
+    for target in (plain, plain / "below"):
+        code, out, err = run(capsys, "boot", "--export-root", str(target))
+        assert (code, out, err.count("\n")) == (2, "", 1)
+        assert err.startswith("kvmsev: error: --export-root")
+    assert plain.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -289,3 +289,90 @@ def test_cpuid_edx_zero_reports_empty_ranges_and_the_kernels_wrapped_counts(boot
         assert report["sev_asid_range"] is None and report["sev_es_asid_range"] is None, kernel
         assert "SEV-ES supported: 4294967295 ASIDs" in report["dmesg"], kernel
     assert report["misc_capacity"] == {"sev": 5, "sev_es": 4294967295}
+
+
+def _host(**config: Any) -> Any:
+    from kvmsev.host.config import HostConfig
+    from kvmsev.host.host import Host
+
+    host = Host.boot(HostConfig(profile="lab", **config))
+    host.load_kvm_amd()
+    return host
+
+
+def test_launch_start_copies_the_dh_certificate_and_the_session_independently() -> None:
+    """Each blob is copied only when its address is non-zero (psp_copy_user_blob): a session
+    without a DH certificate is not looked at; a DH certificate without a session reaches the
+    firmware with no session, which wants 128 bytes (INVALID_LEN)."""
+    from kvmsev.host import ops
+    from kvmsev.kvm.sev_cmd import SevCmd
+
+    host = _host()
+    for name in ("a", "b"):
+        ops.vm_create(host, name)
+        ops.sev_cmd(host, name, SevCmd.INIT, {})
+    blob = ops.write_user(host, "a", None, bytes(128))
+    no_dh = ops.sev_cmd(host, "a", SevCmd.LAUNCH_START, {"session_uaddr": blob, "session_len": 128})
+    assert no_dh.ret == 0, "no DH certificate: no session, whatever the session fields say"
+    cert = ops.write_user(host, "b", None, bytes(0x824))
+    no_session = ops.sev_cmd(host, "b", SevCmd.LAUNCH_START, {"dh_uaddr": cert, "dh_len": 0x824})
+    assert (no_session.ret, no_session.error) == (-5, 0x04)
+    too_long = ops.sev_cmd(host, "b", SevCmd.LAUNCH_START, {"dh_uaddr": cert, "dh_len": 0x4001})
+    assert too_long.ret == -22 and too_long.error == 0, "over SEV_FW_BLOB_MAX_SIZE, before the firmware"
+
+
+def test_unmapped_user_buffers_fault_with_efault() -> None:
+    from kvmsev.host import ops
+    from kvmsev.kvm.sev_cmd import SevCmd
+
+    host = _host()
+    ops.vm_create(host, "g")
+    ops.sev_cmd(host, "g", SevCmd.INIT, {})
+    unmapped = 0x7E0000000000
+    start = ops.sev_cmd(host, "g", SevCmd.LAUNCH_START, {"dh_uaddr": unmapped, "dh_len": 0x824})
+    assert start.ret == -14 and start.error == 0, "memdup_user faults before the firmware"
+    assert ops.sev_cmd(host, "g", SevCmd.LAUNCH_START, {}).ret == 0
+    measure = ops.sev_cmd(host, "g", SevCmd.LAUNCH_MEASURE, {"uaddr": unmapped, "len": 48})
+    assert measure.ret == -14, "the firmware answered, the copy to userspace faulted"
+    assert host.env.psp.guests[1].state.name == "LSECRET"
+    status = ops.sev_cmd(host, "g", SevCmd.GUEST_STATUS, {}, data_fault=True)
+    assert status.ret == -14, "the parameters cannot be written back"
+
+
+def test_the_ccp_driver_caches_init_before_a_failing_df_flush() -> None:
+    """__sev_platform_init_locked sets SEV_STATE_INIT right after INIT: when the DF_FLUSH that
+    follows fails, probe reports it, and KVM_SEV_INIT later succeeds without another try."""
+    from kvmsev.firmware.psp import Psp
+    from kvmsev.kernel import ccp
+
+    psp = Psp(present=True, mem_encrypt_enabled=True, enabled_threads=0b11, max_asid=4, min_sev_asid=3)
+    driver = ccp.SevDriver()
+    issued = ccp.sev_pci_init(
+        psp, driver, lambda: psp.wbinvd(0b01), cpu_has_sev=True, requires_sev_feature=True
+    )
+    assert [f"{c.command.name}:{c.status.name if c.status is not None else None}" for c in issued] == [
+        "PLATFORM_STATUS:SUCCESS",
+        "INIT:SUCCESS",
+        "DF_FLUSH:WBINVD_REQUIRED",
+    ]
+    assert driver.log[-1] == "ccp 0000:22:00.1: SEV: failed to INIT error 0xe"
+    log: list[object] = []
+    assert ccp.sev_platform_init(psp, driver, lambda: None, log.append) == (0, 0) and log == []
+
+
+def test_init_is_retried_on_secure_data_invalid_only_at_probe() -> None:
+    from kvmsev.firmware.psp import Psp
+    from kvmsev.firmware.status import Command, Status
+    from kvmsev.kernel import ccp
+
+    psp = Psp(present=True, mem_encrypt_enabled=True, enabled_threads=1, max_asid=4, min_sev_asid=3)
+    psp.faults[Command.INIT] = Status.SECURE_DATA_INVALID
+    driver = ccp.SevDriver()
+    issued = ccp.sev_pci_init(psp, driver, lambda: psp.wbinvd(1), cpu_has_sev=True, requires_sev_feature=True)
+    assert [c.command.name for c in issued] == ["PLATFORM_STATUS", "INIT", "INIT", "DF_FLUSH"]
+    assert driver.initialized
+    late = Psp(present=True, mem_encrypt_enabled=True, enabled_threads=1, max_asid=4, min_sev_asid=3)
+    late.faults[Command.INIT] = Status.SECURE_DATA_INVALID
+    log: list[object] = []
+    ret, error = ccp.sev_platform_init(late, ccp.SevDriver(dev_sev=True), lambda: None, log.append)
+    assert (ret, error) == (-5, 0x18) and len(log) == 1, "KVM_SEV_INIT's path does not retry"

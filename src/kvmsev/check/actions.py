@@ -76,7 +76,7 @@ def _unknown_entry(host: Host, cpu: int, index: int) -> bool:
     return (cpu, index) not in garbage.resolved and (cpu, index) not in garbage.fixed
 
 
-def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
+def _launch_moves(host: Host, name: str, prune: bool, pairs: bool) -> list[Action]:
     """KVM_SEV_INIT / ES_INIT and the LAUNCH_* commands on VM ``name``.
 
     With ``prune``, calls that fail without changing anything are left out: INIT on an active VM
@@ -84,6 +84,8 @@ def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
     LAUNCH_START where 934002cd660b decommissions the context whose ACTIVATE fails (without
     that fix the context leaks); LAUNCH_* in a firmware state that refuses them. An armed
     firmware fault turns pruning off: the command it is armed for would consume it.
+
+    ``pairs`` (two VMs or more) adds the migration commands, sent and received on this host.
     """
     env = host.env
     assert host.kvm is not None
@@ -97,12 +99,35 @@ def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
         not prune or not vm.active or not behaviour.es_active_set_on_success_only
     ):
         moves.append(Action("sev_es_init", target))
-    if vm.active and (not prune or not vm.handle or not behaviour.decommission_on_bind_failure):
+    mirror = vm.enc_context_owner is not None
+    if (
+        vm.active
+        and not mirror
+        and (not prune or not vm.handle or not behaviour.decommission_on_bind_failure)
+    ):
         moves.append(Action("launch_start", (("vm", name), ("policy", 0x4 if vm.es_active else 0))))
+    if pairs and vm.active and not mirror and behaviour.migration_commands:
+        # a second RECEIVE_START leaks its context in 5.13 like a second LAUNCH_START did before
+        # 934002cd660b; with the fix it changes nothing
+        late = vm.handle and behaviour.receive_start_decommission_on_bind_failure
+        for stream, sent in sorted(host.streams.items()):
+            if sent.session and (not prune or not late):
+                moves.append(Action("receive_start", (("vm", name), ("stream", stream))))
     if not vm.handle:
         return moves
     guest = env.psp.guests.get(vm.handle)
+    if mirror:  # of the launch commands only LAUNCH_UPDATE_VMSA reaches a mirror (5b92b6ca92b6)
+        if behaviour.mirror_cmd_allow_list and (not prune or guest is not None):
+            moves.append(Action("launch_update_vmsa", target))
+        return moves
     state = None if guest is None else guest.state
+    if pairs and behaviour.migration_commands:
+        if not prune or state is GuestState.RUNNING:
+            moves.append(Action("send_start", target))
+        if not prune or state is GuestState.SUPDATE:
+            moves += [Action("send_finish", target), Action("send_cancel", target)]
+        if not prune or state is GuestState.RUPDATE:
+            moves.append(Action("receive_finish", target))
     # 5.12 syncs every vCPU's VMSA before the firmware sees the command: a vCPU without a VMSA
     # page oopses the host in any firmware state
     missing_vmsa = vm.es_active and any(v.vmsa_pfn is None for v in vm.vcpus)
@@ -112,6 +137,24 @@ def _launch_moves(host: Host, name: str, prune: bool) -> list[Action]:
         moves.append(Action("launch_measure", target))
     if not prune or state is GuestState.LSECRET:
         moves.append(Action("launch_finish", target))
+    return moves
+
+
+def _mirror_moves(host: Host, prune: bool) -> list[Action]:
+    """KVM_CAP_VM_COPY_ENC_CONTEXT_FROM between two VMs; pruned: a source that is not an SEV
+    owner, or a target that is already an SEV guest (-EINVAL, nothing changes)."""
+    kvm = host.kvm
+    assert kvm is not None
+    if not host.env.behaviour.mirror_vms:
+        return []
+    moves = []
+    for target, t in kvm.vms.items():
+        for source, src in kvm.vms.items():
+            if t.closed or src.closed or target == source:
+                continue
+            useful = src.active and src.enc_context_owner is None and not t.active
+            if useful or not prune:
+                moves.append(Action("copy_enc_context_from", (("vm", target), ("source", source))))
     return moves
 
 
@@ -134,8 +177,10 @@ def enumerate_actions(host: Host, bounds: Bounds, prune: bool = True) -> list[Ac
             name = next(n for n in VM_NAMES if n not in vms)
             moves.append(Action("vm_create", (("vm", name),)))
         for name, vm in vms.items():
+            if vm.closed:
+                continue  # a VM a mirror keeps alive: its VMM closed the fd
             target = (("vm", name),)
-            moves += _launch_moves(host, name, prune and not env.psp.faults)
+            moves += _launch_moves(host, name, prune and not env.psp.faults, bounds.vms > 1)
             if len(vm.vcpus) < bounds.vcpus:
                 moves.append(Action("vcpu_create", target))
             runnable = bounds.early_runs or not vm.active or env.psp.asid_valid(vm.asid)
@@ -148,6 +193,8 @@ def enumerate_actions(host: Host, bounds: Bounds, prune: bool = True) -> list[Ac
                     else:
                         moves.append(Action("vcpu_run", args))
             moves.append(Action("vm_destroy", target))
+        if bounds.vms > 1:
+            moves += _mirror_moves(host, prune)
         if not vms:
             moves.append(Action("module_unload"))
     moves += [Action("cpu_offline", (("cpu", c),)) for c in online if c != ops.BOOT_CPU]

@@ -84,8 +84,34 @@ CPU 0, then becomes an SEV guest with the recycled ASID 3 and runs it on CPU 0 a
 Without p, c's plain entry would be CPU 0's first since the enable and flush every ASID (row
 "v5.12, no early runs" holds). Closed by 8727906fde6e (row "8727906fde6e: v5.12+created-vcpus-check")
 or by 179c6c27bf48 alone (`--apply off-by-one-fix`). It needs the freed VMCB page to be reused,
-which the page allocator's hot-page lists make likely, not certain. No hardware assumption beyond
-the common one.
+which the page allocator's hot-page lists make likely, not certain. **Rests on hardware behaviour
+no public source documents:** that VMRUN accepts an SEV ASID in a VMCB that `init_vmcb` set up
+for a plain VM (no `SVM_NESTED_CTL_SEV_ENABLE`: the vCPU existed before KVM_SEV_INIT).
+
+### T3: a VM with a run vCPU becomes a mirror (5.13 to 5.15)
+
+Path (`examples/mirrors/vcpu-before-mirror.yaml`, row "v5.13, two VMs, one CPU, no early runs"):
+VM b creates a vCPU and runs it as a plain VM on CPU 0, becomes a mirror of SEV guest a
+(`KVM_CAP_VM_COPY_ENC_CONTEXT_FROM`), runs on a's ASID and is destroyed; a new VM b does the same,
+its vCPU getting the old one's VMCB page back.
+
+1. `svm_vm_copy_asid_from` (v5.13 sev.c L1712-1776) checks the source and that the target is not
+   yet an SEV guest, but not the target's vCPUs (79b111427637 adds that in 5.16), and touches no
+   vCPU: a root loaded by the plain run stays loaded.
+2. Destroying a mirror only drops its reference to the owner (`sev_vm_destroy`, v5.13 sev.c
+   L1788-1791): no `sev_asid_free`, so CPU 0's `sev_vmcbs[asid]` keeps the old mirror's VMCB.
+3. The new vCPU's plain run does not wrap CPU 0's non-SEV ASIDs (a plain entry happened there
+   since the enable: a stays alive, so virtualization was never turned off), loads its root, and
+   leaves `last_vmentry_cpu` 0. Its first mirror entry has no `kvm_mmu_load`, and `pre_sev_run`
+   finds the same VMCB on the same CPU: no request. VMRUN enters over the old mirror's entries:
+   translations through another VM's memory slots, to pages that VM has given back.
+
+Checked and not on the path: the owner's ASID is never freed (no recycling, so no reclaim-time
+anything); no plain-VM wrap; no INIT or MMU reset on the vCPU. Closed in 5.16 by 79b111427637
+(`-EINVAL` once the target has vCPUs: every mirror vCPU is then new, and its first run flushes).
+**Rests on hardware behaviour no public source documents:** that VMRUN accepts an SEV ASID in a
+VMCB that `init_vmcb` set up for a plain VM (without `SVM_NESTED_CTL_SEV_ENABLE`). T2 needs the
+same: its vCPU was also created before the VM became an SEV guest.
 
 ### Not findings any more
 

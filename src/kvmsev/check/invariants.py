@@ -24,18 +24,21 @@ class Invariant:
     check: Callable[[Host], list[str]]
 
 
-def _live_asids(host: Host) -> dict[int, list[str]]:
+def _live_asids(host: Host, mirrors: bool = True) -> dict[int, list[str]]:
+    """Active VMs by ASID (with or without the mirrors that share an owner's ASID)."""
     owners: dict[int, list[str]] = {}
     if host.kvm is not None:
         for vm in host.kvm.vms.values():
-            if vm.active:
+            if vm.active and (mirrors or vm.enc_context_owner is None):
                 owners.setdefault(vm.asid, []).append(vm.name)
     return owners
 
 
 def asid_single_owner(host: Host) -> list[str]:
     out = [
-        f"ASID {a} held by VMs {', '.join(names)}" for a, names in _live_asids(host).items() if len(names) > 1
+        f"ASID {a} held by VMs {', '.join(names)}"
+        for a, names in _live_asids(host, mirrors=False).items()
+        if len(names) > 1
     ]
     fw: dict[int, list[int]] = {}
     for guest in host.env.psp.guests.values():
@@ -98,6 +101,22 @@ def asid_accounting(host: Host) -> list[str]:
     for asid in range(1, (psp.asid_allocated | psp.asid_in_use).bit_length()):
         if (psp.asid_allocated | psp.asid_in_use) >> asid & 1 and asid not in live:
             out.append(f"firmware has ASID {asid} bound but no live VM holds it")
+    return out
+
+
+def mirror_shares_owner(host: Host) -> list[str]:
+    """A mirror VM runs on its owner's ASID, and the owner stays alive (and active) while it does."""
+    if host.kvm is None:
+        return []
+    out = []
+    for vm in host.kvm.vms.values():
+        if vm.enc_context_owner is None:
+            continue
+        owner = host.kvm.vms.get(vm.enc_context_owner)
+        if owner is None or not owner.active:
+            out.append(f"mirror {vm.name} outlives its owner {vm.enc_context_owner}")
+        elif owner.asid != vm.asid:
+            out.append(f"mirror {vm.name} holds ASID {vm.asid}, its owner {owner.name} ASID {owner.asid}")
     return out
 
 
@@ -202,7 +221,7 @@ def no_oops(host: Host) -> list[str]:
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "asid_single_owner",
-        "An ASID is bound to at most one guest (VM and firmware context).",
+        "An ASID is bound to at most one guest (VM, not counting its mirrors, and firmware context).",
         "firmware ACTIVATE ASID_OWNED; sev.c sev_asid_new",
         asid_single_owner,
     ),
@@ -223,6 +242,12 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Every ASID is exactly one of free / in use / awaiting reclaim, in agreement with the firmware.",
         "sev.c sev_asid_bitmap and sev_reclaim_asid_bitmap",
         asid_accounting,
+    ),
+    Invariant(
+        "mirror_shares_owner",
+        "A mirror VM shares its owner's ASID, and the owner lives as long as a mirror does.",
+        "54526d1fd593; sev.c svm_vm_copy_asid_from, sev_vm_destroy",
+        mirror_shares_owner,
     ),
     Invariant(
         "tlb_isolation",

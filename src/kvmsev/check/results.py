@@ -34,6 +34,14 @@ def _lab(kernel: str, apply: tuple[str, ...] = (), revert: tuple[str, ...] = (),
 
 SEV_ON = ("kvm_amd.sev=1",)
 FIXES = ("off-by-one-fix", "last-vmentry-cpu-minus-one")
+#: the 5.14-5.16 fixes to 5.13's migration commands and mirror VMs
+MIRROR_MIGRATION_FIXES = (
+    "migration-pin-errors",
+    "receive-start-decommission",
+    "mirror-copies-es",
+    "mirror-allow-list",
+    "mirror-no-vcpus",
+)
 #: explored until no new state appears
 COMPLETE = Bounds(depth=defaults.DEPTH)
 NO_EARLY = Bounds(depth=defaults.DEPTH, early_runs=False)
@@ -86,10 +94,27 @@ ROWS: tuple[Row, ...] = (
         "vCPU's first KVM_RUN flushes its ASID in kvm_mmu_load",
     ),
     Row(
-        "v5.13, two VMs, no early runs",
+        "v5.13, two VMs",
         _lab("v5.13"),
-        Bounds(depth=17, vms=2, early_runs=False),
-        "no tlb_isolation path as long as finding T2's in 5.12 (bounded: two VMs have far more states)",
+        Bounds(depth=10, vms=2),
+        "with two VMs the checker also makes mirrors and migrates between them on the host: a mirror of "
+        "an SEV-ES guest is an SEV guest on an SEV-ES ASID (f43c887cb7cb, 5.15), and RECEIVE_START leaks "
+        "the context whose ACTIVATE failed (f1815e0aa770, 5.15); examples/mirrors/, examples/migration/",
+    ),
+    Row(
+        "v5.13, two VMs, one CPU, no early runs",
+        _lab("v5.13", cpus=1),
+        Bounds(depth=16, vms=2, early_runs=False),
+        "finding T3: a VM whose vCPU already ran becomes a mirror (no vCPU check before 79b111427637, "
+        "5.16); a later mirror with the reused VMCB page skips the flush; "
+        "examples/mirrors/vcpu-before-mirror.yaml",
+    ),
+    Row(
+        "v5.13+mirror and migration fixes, two VMs, one CPU, no early runs",
+        _lab("v5.13", MIRROR_MIGRATION_FIXES, cpus=1),
+        Bounds(depth=16, vms=2, early_runs=False),
+        "with 79b111427637 (no mirror once a vCPU exists) finding T3 is gone; f43c887cb7cb makes a mirror "
+        "of an SEV-ES guest SEV-ES and f1815e0aa770 decommissions RECEIVE_START's unbound context",
     ),
     Row(
         "v5.13, one CPU",

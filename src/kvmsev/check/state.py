@@ -141,6 +141,9 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int, nasid: int) -> tuple[Any
                 vm.pages_locked,
                 vm.created_vcpus,
                 vm.initialised_as_es,
+                vm.enc_context_owner,
+                vm.users,
+                vm.closed,
                 tuple(
                     (
                         v.vmcb_pfn,
@@ -286,6 +289,7 @@ def fingerprint(host: Host, intern: Interner | None = None) -> tuple[Any, ...]:
         bool(env.breaches),
         bool(env.unclean_teardowns),
         host.crashed is not None,
+        tuple(sorted((name, bool(stream.session), stream.policy) for name, stream in host.streams.items())),
     )
 
 
@@ -321,6 +325,8 @@ def _copy_psp(env: Any) -> None:
     psp = env.psp = _shallow(env.psp)
     psp.fingerprint_cache = None
     psp.guests = {h: _guest(g) for h, g in psp.guests.items()}
+    if psp.identity is not None:
+        psp.identity = _shallow(psp.identity)
     psp.asid_owner = dict(psp.asid_owner)
     psp.faults = dict(psp.faults)
 

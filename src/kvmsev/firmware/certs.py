@@ -15,6 +15,7 @@ have: its slots stay empty, and the AMD chain (ASK, ARK) is not modeled.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -80,6 +81,9 @@ class SevCert:
         return bytes(out)
 
     def encode(self) -> bytes:
+        return _encode(self)
+
+    def _encode(self) -> bytes:
         out = bytearray(self.body()) + bytearray(CERT_LEN - BODY_LEN)
         for slot, sig in zip(_SIG_SLOTS, self.sigs, strict=True):
             out[slot : slot + 4] = sig.usage.to_bytes(4, "little")
@@ -90,6 +94,11 @@ class SevCert:
 
     def public_key(self) -> ec.EllipticCurvePublicKey | None:
         return crypto.public_key(self.x, self.y) if self.curve == CURVE_P384 else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _encode(cert: SevCert) -> bytes:
+    return cert._encode()
 
 
 def decode(data: bytes) -> SevCert | None:

@@ -15,6 +15,7 @@ derived from a seed, so that a scenario gives the same bytes on every run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac as std_hmac
 
@@ -53,8 +54,10 @@ def kdf(key: bytes, label: bytes, context: bytes = b"", length: int = KEY_LEN) -
     return out[:length]
 
 
+@functools.lru_cache(maxsize=4096)
 def private_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
-    """A P-384 private key derived from ``seed`` (a reproducible stand-in for a fresh key)."""
+    """A P-384 private key derived from ``seed`` (a reproducible stand-in for a fresh key).
+    Cached: the same seed always gives the same key object."""
     scalar = int.from_bytes(hashlib.sha512(seed).digest(), "big") % (P384_ORDER - 1) + 1
     return ec.derive_private_key(scalar, CURVE)
 
@@ -74,12 +77,21 @@ def public_key(x: int, y: int) -> ec.EllipticCurvePublicKey | None:
 
 def shared_secret(mine: ec.EllipticCurvePrivateKey, theirs: ec.EllipticCurvePublicKey) -> bytes:
     """ECDH: the x-coordinate of the shared point, 48 bytes big-endian."""
+    numbers = theirs.public_numbers()
+    return _shared_secret(mine, numbers.x, numbers.y)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_secret(mine: ec.EllipticCurvePrivateKey, x: int, y: int) -> bytes:
+    theirs = ec.EllipticCurvePublicNumbers(x, y, CURVE).public_key()
     return mine.exchange(ec.ECDH(), theirs)
 
 
+@functools.lru_cache(maxsize=4096)
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> tuple[int, int]:
     """ECDSA with SHA-256: (r, s). The nonce is derived as RFC 6979 does, so the same key and
-    data give the same signature (the firmware draws it at random; reproducible runs need this)."""
+    data give the same signature (the firmware draws it at random; reproducible runs need this),
+    which also makes the result safe to cache."""
     r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
     return r, s
 

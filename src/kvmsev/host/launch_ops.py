@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kvmsev.errors import Errno
 from kvmsev.firmware import certs, crypto
 from kvmsev.firmware import session as channel
+from kvmsev.firmware.launch import ATTESTATION_REPORT_LEN
 from kvmsev.firmware.result import CommandResult
 from kvmsev.host.host import Host
 from kvmsev.host.ops import Outcome, sev_cmd, vm_of, write_user
@@ -147,12 +148,38 @@ def launch_secret(
 
 
 def attestation_report(host: Host, vm_name: str, mnonce: bytes, length: int) -> Outcome:
-    """KVM_SEV_GET_ATTESTATION_REPORT into a buffer of ``length`` bytes (0: the size query)."""
+    """KVM_SEV_GET_ATTESTATION_REPORT into a buffer of ``length`` bytes (0: the size query), then
+    the guest owner's check of what came back (:func:`check_report`)."""
     vm = vm_of(host, vm_name)
     uaddr = vm.memory.buffer("attestation", length) if vm is not None and length else 0
-    return sev_cmd(
+    outcome = sev_cmd(
         host, vm_name, SevCmd.GET_ATTESTATION_REPORT, {"uaddr": uaddr, "len": length, "mnonce": mnonce}
     )
+    if outcome.ret == 0 and vm is not None and length >= ATTESTATION_REPORT_LEN:
+        outcome.result.update(check_report(host, vm.memory.read(uaddr, ATTESTATION_REPORT_LEN), mnonce))
+    return outcome
+
+
+def check_report(host: Host, report: bytes, mnonce: bytes) -> dict[str, object]:
+    """What a guest owner reads from an SEV attestation report (SEV API §6.8, ATTESTATION): the
+    nonce it sent, the launch digest, the policy, and whether the signature verifies with the PEK
+    of the platform's exported chain (PDH_CERT_EXPORT's PEK || OCA || CEK, the PEK checked
+    against the OCA and CEK; the AMD ASK/ARK above the CEK is not modeled)."""
+    export = pdh_cert_export(host).out
+    pdh_bytes, chain = (export["pdh"], export["chain"]) if isinstance(export, dict) else (b"", b"")
+    pdh = certs.decode(pdh_bytes)
+    pek = certs.decode(chain[: certs.CERT_LEN])
+    key = pek.public_key() if pek is not None else None
+    signed = report[:0x34]
+    r = int.from_bytes(report[0x40:0x88], "little")
+    s = int.from_bytes(report[0x88:0xD0], "little")
+    return {
+        "mnonce_matches": report[:16] == mnonce,
+        "digest": report[16:48].hex(),
+        "report_policy": int.from_bytes(report[48:52], "little"),
+        "chain_valid": pdh is not None and certs.chain_is_valid(pdh, chain),
+        "signature_valid": key is not None and crypto.verify(key, signed, r, s),
+    }
 
 
 def dbg_decrypt(host: Host, vm_name: str, src: int, length: int, dst: int | None) -> Outcome:

@@ -138,5 +138,5 @@ def copy_enc_context_from(host: Host, target_name: str, source_name: str, flags:
     if not host.env.behaviour.mirror_vms:
         return Outcome(-int(Errno.EINVAL))
     source = host.kvm.vms.get(source_name)
-    ret = svm_vm_copy_asid_from(host.kvm, target, source, flags)
+    ret = svm_vm_copy_asid_from(host.env.behaviour, host.kvm, target, source, flags)
     return Outcome(ret, 0, {"asid": target.asid} if ret == 0 else {})

@@ -5,6 +5,8 @@ Field names are a contract (``docs/json.md``); ``schema`` carries its version.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host, LoadResult, UnloadResult
 from kvmsev.hw.cpuid import Cpuid8000001F
@@ -125,16 +127,17 @@ def boot_report(
 
     ``export_root`` also renders the loaded host in the recorded-host format there.
     """
+    # rootfs renders hosts through this module's kvm_view, so it is imported here
+    from kvmsev.host.rootfs import check_export_root, export
+
+    root = None if export_root is None else Path(export_root)
+    if root is not None:
+        check_export_root(root)
     host = Host.boot(config)
     load = host.load_kvm_amd()
     snapshot = kvm_view(host)
-    if export_root is not None:
-        # rootfs renders hosts through this module's kvm_view, so it is imported here
-        from pathlib import Path
-
-        from kvmsev.host.rootfs import export
-
-        export(host, Path(export_root))
+    if root is not None:
+        export(host, root)
     result = host.unload_kvm_amd() if unload and host.kvm is not None else None
     report = boot_dict(host, load, result, snapshot)
     if unload and result is None:

@@ -9,6 +9,7 @@ and whether LAUNCH_SECRET accepts it.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
@@ -31,7 +32,9 @@ class Mapping:
 @dataclass(slots=True)
 class AddressSpace:
     memory: PhysicalMemory
+    #: sorted by start address (``starts`` holds the same order, for bisection)
     mappings: list[Mapping] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
     next_addr: int = USER_BASE
     next_pfn: int = FIRST_USER_PFN
     buffers: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -40,7 +43,9 @@ class AddressSpace:
         """``mmap`` ``length`` bytes (rounded up to pages), at a page-aligned ``at`` if given."""
         npages = max(1, -(-length // PAGE_SIZE))
         start = self.next_addr if at is None else at & ~(PAGE_SIZE - 1)
-        self.mappings.append(Mapping(start, npages, self.next_pfn))
+        where = bisect.bisect_right(self.starts, start)
+        self.starts.insert(where, start)
+        self.mappings.insert(where, Mapping(start, npages, self.next_pfn))
         self.next_pfn += npages + 1  # a gap keeps separate mappings physically discontiguous
         self.next_addr = max(self.next_addr, start + ((npages + 1) << PAGE_SHIFT))
         return start
@@ -55,11 +60,14 @@ class AddressSpace:
         return found[0]
 
     def translate(self, uaddr: int) -> int | None:
-        """The frame backing ``uaddr``, or None when unmapped."""
-        for m in self.mappings:
-            if m.start <= uaddr < m.end:
-                return m.first_pfn + ((uaddr - m.start) >> PAGE_SHIFT)
-        return None
+        """The frame backing ``uaddr``, or None when unmapped. Mappings never overlap (``ensure``
+        maps only what is unmapped), so only the last one starting at or below ``uaddr`` can hold
+        it."""
+        where = bisect.bisect_right(self.starts, uaddr)
+        if not where:
+            return None
+        m = self.mappings[where - 1]
+        return m.first_pfn + ((uaddr - m.start) >> PAGE_SHIFT) if uaddr < m.end else None
 
     def paddr(self, uaddr: int) -> int:
         pfn = self.translate(uaddr)

@@ -118,6 +118,15 @@ class Behaviour:
     #: f1815e0aa770 "KVM: SVM: fix missing sev_decommission in sev_receive_start" (5.15-rc4):
     #: RECEIVE_START whose ACTIVATE fails DECOMMISSIONs the new context instead of leaking it.
     receive_start_decommission_on_bind_failure: bool = False
+    #: f43c887cb7cb "KVM: SEV: Update svm_vm_copy_asid_from for SEV-ES" (5.15-rc4): a mirror also
+    #: gets its owner's es_active, handle and sev_fd (not only the ASID).
+    mirror_copies_es_handle_fd: bool = False
+    #: 5b92b6ca92b6 "KVM: SEV: Allow some commands for mirror VM" (5.15-rc4): LAUNCH_UPDATE_VMSA,
+    #: GUEST_STATUS, DBG_DECRYPT and DBG_ENCRYPT work on a mirror; everything else stays -EINVAL.
+    mirror_cmd_allow_list: bool = False
+    #: 79b111427637 "KVM: SEV: Disallow COPY_ENC_CONTEXT_FROM if target has created vCPUs"
+    #: (5.16-rc2): a VM that has created a vCPU cannot become a mirror (-EINVAL).
+    mirror_target_no_vcpus: bool = False
 
     def with_fields(self, **changes: object) -> Behaviour:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """``KVM_MEMORY_ENCRYPT_OP``: the dispatcher (``svm_mem_enc_op``, sev.c 5.12/5.13).
 
 Order: KVM's SEV off -> -ENOTTY; NULL argument -> 0; copy-in fault -> -EFAULT; take
-``kvm->lock``; a mirror VM (5.13) -> -EINVAL for every command, without copy-back; ES_INIT with
+``kvm->lock``; a mirror VM (5.13) -> -EINVAL for every command (from 5b92b6ca92b6 all but
+LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_*), without copy-back; ES_INIT with
 SEV-ES off -> -ENOTTY without copy-back; unknown or unimplemented id (SEND/RECEIVE_UPDATE_VMSA,
 CERT_EXPORT; and before 5.13 every migration command) -> -EINVAL without copy-back; otherwise the
 handler runs and the whole ``kvm_sev_cmd`` is copied back, so ``error`` carries the firmware
@@ -20,7 +21,7 @@ from kvmsev.kvm import launch, migration
 from kvmsev.kvm.debug import sev_dbg_crypt
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.mirror import is_mirroring_enc_context
+from kvmsev.kvm.mirror import cmd_allowed_from_mirror, is_mirroring_enc_context
 from kvmsev.kvm.sev import svm_sev_enabled
 from kvmsev.kvm.sev_cmd import EINVAL, ENOTTY, Cmd, IoctlResult, SevCmd
 from kvmsev.kvm.state import KvmAmd
@@ -72,7 +73,7 @@ def mem_enc_op(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> IoctlResult:
         enabled = svm_sev_enabled(env, kvm) and kvm.sev_enabled
     if not enabled:
         return IoctlResult(ENOTTY)
-    if is_mirroring_enc_context(vm):
+    if is_mirroring_enc_context(vm) and not cmd_allowed_from_mirror(env.behaviour, cmd.id):
         return IoctlResult(EINVAL)
     if cmd.id == SevCmd.ES_INIT and not kvm.sev_es_enabled:
         return IoctlResult(ENOTTY)

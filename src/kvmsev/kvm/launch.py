@@ -8,6 +8,7 @@ Every handler but INIT checks ``sev_guest()`` first (-ENOTTY).
 from __future__ import annotations
 
 from kvmsev.firmware.psp import VMSA_SIZE
+from kvmsev.firmware.result import CommandResult
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from kvmsev.kernel import ccp
 from kvmsev.kernel.usermem import contiguous_run
@@ -77,6 +78,31 @@ def sev_bind_asid(env: KernelEnv, vm: Vm, handle: int, cmd: Cmd) -> int:
     return fw(env, cmd, env.psp.activate(handle, vm.asid)).ret
 
 
+def bind_new_context(env: KernelEnv, vm: Vm, cmd: Cmd, start: CommandResult, decommission: bool) -> int:
+    """The common tail of LAUNCH_START and RECEIVE_START once the firmware has answered: ACTIVATE
+    the VM's ASID for the new context and keep its handle and ``sev_fd``. When ACTIVATE fails the
+    context is DECOMMISSIONed only if ``decommission`` (934002cd660b for LAUNCH_START,
+    f1815e0aa770 for RECEIVE_START); otherwise the firmware keeps it with no owner.
+
+    The kernel also unbinds and returns -EFAULT when the handle cannot be copied back to a
+    parameters block it could read; the model has no memory readable but not writable, so that
+    path is not reached.
+    """
+    if start.ret:
+        return start.ret
+    handle = start.out
+    assert isinstance(handle, int)
+    ret = sev_bind_asid(env, vm, handle, cmd)
+    if ret:
+        if decommission:
+            fw(env, None, env.psp.decommission(handle))
+        return ret
+    vm.handle = handle
+    vm.fd = cmd.sev_fd
+    cmd.params["handle"] = handle
+    return 0
+
+
 def sev_unbind_asid(env: KernelEnv, handle: int) -> None:
     """DEACTIVATE (under ``sev_deactivate_lock`` for read), then DECOMMISSION; errors ignored."""
     if not handle:
@@ -92,8 +118,7 @@ def sev_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     ``session_uaddr`` is, each on its own (``psp_copy_user_blob``: -EINVAL for a zero length or one
     over 16 KiB, -EFAULT for an unmapped buffer). If ACTIVATE fails the new context is
     DECOMMISSIONed when the behaviour has 934002cd660b ("KVM: SVM: Call SEV Guest Decommission if
-    ASID binding fails"); before it, the context leaks in the firmware. A handle that cannot be
-    copied back to userspace unbinds the context again and gives -EFAULT.
+    ASID binding fails"); before it, the context leaks in the firmware (:func:`bind_new_context`).
     """
     if not vm.active:
         return ENOTTY
@@ -106,19 +131,7 @@ def sev_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if not dev_sev(env, cmd.sev_fd):
         return EBADF
     start = fw(env, cmd, env.psp.launch_start(cmd.int("handle"), cmd.int("policy"), dh_cert, session))
-    if start.ret:
-        return start.ret
-    handle = start.out
-    assert isinstance(handle, int)
-    ret = sev_bind_asid(env, vm, handle, cmd)
-    if ret:
-        if env.behaviour.decommission_on_bind_failure:
-            fw(env, None, env.psp.decommission(handle))
-        return ret
-    vm.handle = handle
-    vm.fd = cmd.sev_fd
-    cmd.params["handle"] = handle
-    return 0
+    return bind_new_context(env, vm, cmd, start, env.behaviour.decommission_on_bind_failure)
 
 
 def sev_launch_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:

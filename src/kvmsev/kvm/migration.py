@@ -22,7 +22,7 @@ from __future__ import annotations
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.launch import sev_bind_asid
+from kvmsev.kvm.launch import bind_new_context
 from kvmsev.kvm.oops import KernelOops
 from kvmsev.kvm.sev_cmd import (
     EBADF,
@@ -230,19 +230,7 @@ def sev_receive_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if not dev_sev(env, cmd.sev_fd):
         return EBADF
     start = fw(env, cmd, env.psp.receive_start(cmd.int("handle"), cmd.int("policy"), pdh, session))
-    if start.ret:
-        return start.ret
-    handle = start.out
-    assert isinstance(handle, int)
-    ret = sev_bind_asid(env, vm, handle, cmd)
-    if ret:
-        if env.behaviour.receive_start_decommission_on_bind_failure:
-            fw(env, None, env.psp.decommission(handle))
-        return ret
-    vm.handle = handle
-    vm.fd = cmd.sev_fd
-    cmd.params["handle"] = handle
-    return 0
+    return bind_new_context(env, vm, cmd, start, env.behaviour.receive_start_decommission_on_bind_failure)
 
 
 def sev_receive_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:

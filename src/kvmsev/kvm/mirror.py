@@ -18,7 +18,9 @@ drops its reference to the source; the source's own teardown runs when its last 
 from __future__ import annotations
 
 from kvmsev.errors import Errno
+from kvmsev.kvm.behaviour import Behaviour
 from kvmsev.kvm.guest import Vm
+from kvmsev.kvm.sev_cmd import SevCmd
 from kvmsev.kvm.state import KvmAmd
 
 EBADF = -int(Errno.EBADF)
@@ -29,8 +31,21 @@ def is_mirroring_enc_context(vm: Vm) -> bool:
     return vm.enc_context_owner is not None
 
 
-def svm_vm_copy_asid_from(kvm: KvmAmd, target: Vm, source: Vm | None, flags: int = 0) -> int:
-    """0 or -errno; ``source`` None stands for an fd that is not a (live) VM."""
+#: what a mirror may still do once 5b92b6ca92b6 is in (``cmd_allowed_from_mirror``)
+MIRROR_ALLOWED = frozenset(
+    {SevCmd.LAUNCH_UPDATE_VMSA, SevCmd.GUEST_STATUS, SevCmd.DBG_DECRYPT, SevCmd.DBG_ENCRYPT}
+)
+
+
+def cmd_allowed_from_mirror(behaviour: Behaviour, cmd_id: int) -> bool:
+    return behaviour.mirror_cmd_allow_list and cmd_id in MIRROR_ALLOWED
+
+
+def svm_vm_copy_asid_from(
+    behaviour: Behaviour, kvm: KvmAmd, target: Vm, source: Vm | None, flags: int = 0
+) -> int:
+    """0 or -errno; ``source`` None stands for an fd that is not a (live) VM. Later kernels
+    refuse a target with vCPUs (79b111427637) and copy es_active, handle and fd (f43c887cb7cb)."""
     if flags:
         return EINVAL
     if source is None or source.closed:
@@ -40,10 +55,12 @@ def svm_vm_copy_asid_from(kvm: KvmAmd, target: Vm, source: Vm | None, flags: int
     if is_mirroring_enc_context(source) or source is target:
         return EINVAL
     source.users += 1
-    if target.active:
+    if target.active or (behaviour.mirror_target_no_vcpus and target.created_vcpus):
         source.users -= 1
         return EINVAL
     target.enc_context_owner = source.name
     target.asid = source.asid
     target.active = True
+    if behaviour.mirror_copies_es_handle_fd:
+        target.es_active, target.handle, target.fd = source.es_active, source.handle, source.fd
     return 0

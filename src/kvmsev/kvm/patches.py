@@ -255,11 +255,12 @@ PATCHES: tuple[Patch, ...] = (
         "migration-commands",
         "5.13",
         "4cfdd47d6d95",
-        "KVM: SVM: Add KVM_SEV SEND_START command (and the six other SEND/RECEIVE commands)",
+        "KVM: SVM: Add KVM_SEV SEND_START command",
         "behaviour",
         "migration_commands",
         "KVM_SEV_SEND_START/UPDATE_DATA/FINISH/CANCEL and RECEIVE_START/UPDATE_DATA/FINISH reach the "
-        "firmware instead of failing with -EINVAL",
+        "firmware instead of failing with -EINVAL (4cfdd47d6d95 and its six siblings d3d1af85e2c7, "
+        "fddecf6a237e, 5569e2e7a650, af43cbbf954b, 15fb7de1a7f5, 6a443def87d2, all v5.13-rc1)",
         group="5.13",
     ),
     Patch(
@@ -304,6 +305,59 @@ PATCHES: tuple[Patch, ...] = (
         "last_vmentry_cpu_starts_minus_one",
         "a new vCPU's last_vmentry_cpu starts at -1, so pre_sev_run also asks for a flush on its "
         "first VM entry (which kvm_mmu_load already flushes)",
+        group="later",
+    ),
+    Patch(
+        "migration-pin-errors",
+        "5.14",
+        "c7a1b2b678c5",
+        "KVM: SVM: Fix sev_pin_memory() error checks in SEV migration utilities",
+        "behaviour",
+        "migration_pin_error_checked",
+        "SEND/RECEIVE_UPDATE_DATA return the pin error instead of dereferencing it (a host oops), and "
+        "a header that cannot be copied out is -EFAULT (with b4a693924aab)",
+        group="later",
+    ),
+    Patch(
+        "receive-start-decommission",
+        "5.15",
+        "f1815e0aa770",
+        "KVM: SVM: fix missing sev_decommission in sev_receive_start",
+        "behaviour",
+        "receive_start_decommission_on_bind_failure",
+        "RECEIVE_START whose ACTIVATE fails DECOMMISSIONs the new context instead of leaking it",
+        group="later",
+    ),
+    Patch(
+        "mirror-copies-es",
+        "5.15",
+        "f43c887cb7cb",
+        "KVM: SEV: Update svm_vm_copy_asid_from for SEV-ES",
+        "behaviour",
+        "mirror_copies_es_handle_fd",
+        "a mirror also gets its owner's es_active, handle and sev_fd, so a mirror of an SEV-ES guest is "
+        "an SEV-ES guest",
+        group="later",
+    ),
+    Patch(
+        "mirror-allow-list",
+        "5.15",
+        "5b92b6ca92b6",
+        "KVM: SEV: Allow some commands for mirror VM",
+        "behaviour",
+        "mirror_cmd_allow_list",
+        "LAUNCH_UPDATE_VMSA, GUEST_STATUS, DBG_DECRYPT and DBG_ENCRYPT work on a mirror",
+        group="later",
+    ),
+    Patch(
+        "mirror-no-vcpus",
+        "5.16",
+        "79b111427637",
+        "KVM: SEV: Disallow COPY_ENC_CONTEXT_FROM if target has created vCPUs",
+        "behaviour",
+        "mirror_target_no_vcpus",
+        "a VM that has created a vCPU cannot become a mirror (-EINVAL): every mirror vCPU is new and "
+        "flushes on its first run",
         group="later",
     ),
 )

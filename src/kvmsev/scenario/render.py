@@ -40,11 +40,8 @@ def _result(result: dict[str, Any] | None) -> str:
     return "  " + " ".join(parts)
 
 
-def trace(report: dict[str, Any], style: Style) -> str:
-    boot = report["boot"]
-    out = [
-        style(f"{report['scenario']}: {boot['profile']}, {boot['cpus']} CPUs, Linux {boot['kernel']}", "bold")
-    ]
+def _boot(name: str, boot: dict[str, Any], style: Style) -> list[str]:
+    out = [style(f"{name}: {boot['profile']}, {boot['cpus']} CPUs, Linux {boot['kernel']}", "bold")]
     if not boot["loaded"]:
         out.append(style(f"  kvm_amd failed to load: {boot['load_error']}", "red"))
     else:
@@ -53,13 +50,37 @@ def trace(report: dict[str, Any], style: Style) -> str:
             f"SEV-ES {'on' if boot['sev_es_enabled'] else 'off'}, "
             f"ASIDs {boot['min_sev_asid']}..{boot['max_sev_asid']}"
         )
+    return out
+
+
+def _final(final: dict[str, Any]) -> str:
+    fw = final["firmware"]
+    kvm = final.get("kvm")
+    if kvm is None:
+        return f"kvm_amd not loaded; firmware {fw['state']}"
+    return (
+        f"ASIDs allocated {kvm['sev_asid_bitmap']}, awaiting reclaim {kvm['sev_reclaim_asid_bitmap']}; "
+        f"firmware {fw['state']}, non-clean ASIDs {fw['asids']}"
+    )
+
+
+def trace(report: dict[str, Any], style: Style) -> str:
+    hosts = report.get("hosts")
+    out: list[str] = []
+    if hosts is None:
+        out += _boot(report["scenario"], report["boot"], style)
+    else:
+        out.append(style(f"{report['scenario']}: {len(hosts)} hosts", "bold"))
+        for name, host in hosts.items():
+            out += ["  " + line for line in _boot(name, host["boot"], style)]
     for step in report["steps"]:
         ret = step["ret"]
         status = style("ok", "green") if ret == 0 else style(f"{ret} {step['errno']}", "red")
         if step["fw_error"]:
             status += style(f" fw {step['fw_error']['name']} ({step['fw_error']['code']:#x})", "yellow")
         target = f" {step['vm']}" if step["vm"] else ""
-        out.append(f"{step['step']:>3} {step['op']}{target}: {status}{_result(step['result'])}")
+        where = f"[{step['host']}] " if "host" in step else ""
+        out.append(f"{step['step']:>3} {where}{step['op']}{target}: {status}{_result(step['result'])}")
         for e in step["events"]:
             out.append(style(f"      {_event(e)}", "dim"))
         for v in step["violations"]:
@@ -75,17 +96,14 @@ def trace(report: dict[str, Any], style: Style) -> str:
         out.append(style(f"{len(violations)} invariant violation(s)", "red"))
         for v in violations:
             at = "at boot" if v["step"] is None else f"step {v['step']}"
-            out.append(f"  {v['invariant']} ({at}): {v['detail']}")
+            host = f"{v['host']}, " if hosts is not None else ""
+            out.append(f"  {v['invariant']} ({host}{at}): {v['detail']}")
     else:
         out.append(
             style(f"all {len(report['invariants']['checked'])} invariants held after every step", "green")
         )
-    fw = report["final"]["firmware"]
-    kvm = report["final"].get("kvm")
-    if kvm is not None:
-        out.append(
-            f"final: ASIDs allocated {kvm['sev_asid_bitmap']}, "
-            f"awaiting reclaim {kvm['sev_reclaim_asid_bitmap']}; "
-            f"firmware {fw['state']}, non-clean ASIDs {fw['asids']}"
-        )
+    if hosts is None:
+        out.append(f"final: {_final(report['final'])}")
+    else:
+        out += [f"final {name}: {_final(host['final'])}" for name, host in hosts.items()]
     return "\n".join(out)

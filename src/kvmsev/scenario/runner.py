@@ -215,13 +215,18 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
         return ops.fw_fault(host, a["cmd"], a.get("status", "HWSEV_RET_UNSAFE"))
     if op == "copy_enc_context_from":
         return migration_ops.copy_enc_context_from(host, a["vm"], a["source"], a.get("flags", 0))
-    if op == "send_start":
-        stream = host.streams.setdefault(a.get("stream", a["vm"]), Stream())
-        target = hosts[a.get("to", step.host)]
-        return migration_ops.send_start(host, a["vm"], target, stream, a.get("session_len", 128))
-    if op == "send_update_data":
-        stream = host.streams.setdefault(a.get("stream", a["vm"]), Stream())
-        return migration_ops.send_update_data(host, a["vm"], stream, a["uaddr"], a["len"])
+    if op in ("send_start", "send_update_data"):
+        # the VMM opens the channel when SEND_START succeeds and adds each packet that is sent
+        name = a.get("stream", a["vm"])
+        stream = host.streams[name].copy() if name in host.streams else Stream()
+        if op == "send_start":
+            target = hosts[a.get("to", step.host)]
+            outcome = migration_ops.send_start(host, a["vm"], target, stream, a.get("session_len", 128))
+        else:
+            outcome = migration_ops.send_update_data(host, a["vm"], stream, a["uaddr"], a["len"])
+        if outcome.ret == 0:
+            host.streams[name] = stream
+        return outcome
     if op == "receive_start":
         return migration_ops.receive_start(
             host, a["vm"], _stream_of(hosts, step), a.get("policy"), a.get("handle", 0)

@@ -430,7 +430,12 @@ class ScenarioModel(_Model):
         names = set(self.hosts) if self.hosts is not None else {"host"}
         known = ", ".join(sorted(names))
         for i, step in enumerate(self.steps):
-            for field in ("host", "to", "source"):
+            fields = (
+                ("host", "to", "source")
+                if isinstance(step, ReceiveStart | ReceiveUpdateData)
+                else ("host", "to")
+            )
+            for field in fields:
                 target = getattr(step, field, None)
                 if isinstance(target, str) and target not in names:
                     raise ValueError(f"steps[{i}].{field}: no host {target!r} (hosts: {known})")
@@ -465,9 +470,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(previous, int) and part in OPS:
-            pass  # the op tag
-        else:
+        elif not (isinstance(previous, int) and part in OPS):
             out += f".{part}" if out else str(part)
         previous = part
     return out
