@@ -120,7 +120,7 @@ def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
 def test_check_defaults_to_two_asids_unless_the_user_chooses() -> None:
     def asids(*argv: str) -> tuple[int, int]:
         from kvmsev.check import defaults
-        from kvmsev.cli.main import build_parser, host_config
+        from kvmsev.cli.parser import build_parser, host_config
 
         args = build_parser().parse_args(["check", *argv])
         host = boot(defaults.host(host_config(args, defaults.PROFILE), bool(args.profile)))

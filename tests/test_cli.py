@@ -115,7 +115,9 @@ def test_cpuid_decode(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_profiles_lists_every_builtin_with_sources(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "profiles", "--json")
-    items = json.loads(out)
+    document = json.loads(out)
+    assert document["schema"] == "kvmsev.profiles/1"
+    items = document["profiles"]
     names = {p["name"] for p in items}
     assert {
         "epyc-7551p",
@@ -134,7 +136,9 @@ def test_profiles_lists_every_builtin_with_sources(capsys: pytest.CaptureFixture
 
 def test_patches_lists_kind_and_commit(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "patches", "--json")
-    items = json.loads(out)
+    document = json.loads(out)
+    assert document["schema"] == "kvmsev.patches/1"
+    items = document["patches"]
     assert len([i for i in items if i["group"] == "series"]) == 15
     assert len(items) == 30
     assert {i["name"]: i["changes_behaviour"] for i in items}["append-enabled"] is True

@@ -17,7 +17,8 @@ ALL = sorted(EXAMPLES.rglob("*.yaml"))
 def run(
     name: str, kernel: str | None = None, apply: tuple[str, ...] = (), revert: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    scenario = schema.override(schema.load(str(EXAMPLES / name)), kernel, list(apply), list(revert), None)
+    given = schema.HostOverride(kernel=kernel, apply=apply, revert=revert)
+    scenario = schema.override(schema.load(str(EXAMPLES / name)), given)
     return runner.run(scenario)
 
 

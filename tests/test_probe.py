@@ -50,8 +50,8 @@ def test_live_cpuid_read_matches_the_kernel_view_when_available() -> None:
 
 
 def test_capture_then_replay_gives_the_same_observation(tmp_path: Path) -> None:
-    capture(str(tmp_path), "/")
-    live, replay = probe("/")["host"], probe(str(tmp_path))["host"]
+    capture(tmp_path / "live", "/")
+    live, replay = probe("/")["host"], probe(str(tmp_path / "live"))["host"]
     for key in (
         "vendor",
         "model_name",

@@ -74,7 +74,13 @@ CASES: list[tuple[str, str, Mutation]] = [
         "FAIL",
         lambda r: edit_probe(r, kvm_api_version=None, kvm_api_version_reason="Permission denied"),
     ),
-    ("/dev/kvm", "SKIP", lambda r: edit_probe(r, kvm_api_version=None, dev={"/dev/sev": {"mode": "0600"}})),
+    (
+        "/dev/kvm",
+        "SKIP",
+        lambda r: edit_probe(
+            r, kvm_api_version=None, dev={"/dev/sev": {"mode": "0600", "readable": True, "writable": True}}
+        ),
+    ),
     ("SEV enabled in KVM", "FAIL", lambda r: (r / "sys/module/kvm_amd/parameters/sev").write_text("N\n")),
     ("SEV enabled in KVM", "FAIL", lambda r: (r / "sys/module/kvm_amd/parameters/sev").unlink()),
     (
@@ -87,7 +93,11 @@ CASES: list[tuple[str, str, Mutation]] = [
         "WARN",
         lambda r: edit_probe(r, kvm_supported_cpuid_8000001f=[0, 0, 0, 0]),
     ),
-    ("/dev/sev", "FAIL", lambda r: edit_probe(r, dev={"/dev/kvm": {"mode": "0666"}})),
+    (
+        "/dev/sev",
+        "FAIL",
+        lambda r: edit_probe(r, dev={"/dev/kvm": {"mode": "0666", "readable": True, "writable": True}}),
+    ),
     (
         "/dev/sev",
         "WARN",

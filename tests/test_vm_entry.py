@@ -21,7 +21,7 @@ FIXES = ["off-by-one-fix", "last-vmentry-cpu-minus-one"]
 
 def example(name: str, kernel: str | None = None, apply: list[str] | None = None) -> dict[str, Any]:
     scenario = schema.load(str(EXAMPLES / name))
-    return runner.run(schema.override(scenario, kernel, apply or [], [], None))
+    return runner.run(schema.override(scenario, schema.HostOverride(kernel=kernel, apply=tuple(apply or []))))
 
 
 def run(steps: list[dict[str, Any]], **host: Any) -> dict[str, Any]:

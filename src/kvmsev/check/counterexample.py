@@ -10,6 +10,7 @@ import yaml
 
 from kvmsev.check.explore import Violation
 from kvmsev.host.config import HostConfig
+from kvmsev.outdir import write_file
 
 
 def host_section(config: HostConfig, path: tuple[Any, ...] = ()) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def scenario(config: HostConfig, violation: Violation) -> dict[str, Any]:
 
 
 def write(config: HostConfig, violation: Violation, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    """``DIR/<invariant>.yaml``, replacing an earlier counterexample to the same invariant whole."""
     path = directory / f"{violation.invariant}.yaml"
-    path.write_text(yaml.safe_dump(scenario(config, violation), sort_keys=False, width=100))
+    write_file(path, yaml.safe_dump(scenario(config, violation), sort_keys=False, width=100))
     return path

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kvmsev.check.actions import Action, Bounds, apply, enumerate_actions
-from kvmsev.check.invariants import BY_NAME, violations
+from kvmsev.check.invariants import ALL, BY_NAME, violations
 from kvmsev.check.state import Interner, clone, clone_for, fingerprint
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host
@@ -43,6 +43,8 @@ class Violation:
 class Result:
     config: HostConfig
     bounds: Bounds
+    #: the invariants checked (all unless the search left some out)
+    invariants: tuple[str, ...] = ALL
     states: int = 0
     transitions: int = 0
     #: levels explored; when complete, the greatest distance of any state from the boot
@@ -71,9 +73,11 @@ def explore(
     bounds: Bounds,
     progress: Callable[[int, int, int], None] | None = None,
     fast: bool = True,
+    invariants: Sequence[str] = ALL,
 ) -> Result:
-    """Explore up to ``bounds.depth`` moves and ``bounds.max_states`` states;
-    ``progress(depth, states, frontier)`` after each level.
+    """Explore up to ``bounds.depth`` moves and ``bounds.max_states`` states, checking
+    ``invariants`` in every state; ``progress(depth, states, frontier)`` after each level. A
+    state that breaks only invariants left out is expanded like any other.
 
     ``fast`` copies only what each move can write (:func:`~kvmsev.check.state.clone_for`);
     False copies the whole state every time (the reference the tests compare against).
@@ -83,23 +87,27 @@ def explore(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _explore(config, bounds, progress, fast)
+        return _explore(config, bounds, progress, fast, tuple(invariants))
     finally:
         if collecting:
             gc.enable()
 
 
 def _explore(
-    config: HostConfig, bounds: Bounds, progress: Callable[[int, int, int], None] | None, fast: bool
+    config: HostConfig,
+    bounds: Bounds,
+    progress: Callable[[int, int, int], None] | None,
+    fast: bool,
+    invariants: tuple[str, ...],
 ) -> Result:
     start = time.perf_counter()
-    result = Result(config, bounds)
+    result = Result(config, bounds, invariants=invariants)
     root = boot(config)
     found: dict[str, Violation] = {}
 
     def record(host: Host, path: tuple[Action, ...]) -> bool:
         """Note new violations; True when ``host`` breaks something the boot did not."""
-        broken = violations(host)
+        broken = violations(host, invariants)
         for name, details in broken.items():
             if name not in found:
                 found[name] = Violation(name, details[0], path)

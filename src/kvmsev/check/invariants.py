@@ -7,9 +7,10 @@ same functions. Each has a one-line statement and the source the property comes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kvmsev.errors import InputError
 from kvmsev.firmware.guest import Activation
 from kvmsev.host.host import Host
 from kvmsev.hw import cpuid
@@ -308,11 +309,28 @@ INVARIANTS: tuple[Invariant, ...] = (
 BY_NAME: dict[str, Invariant] = {i.name: i for i in INVARIANTS}
 
 
-def violations(host: Host) -> dict[str, list[str]]:
-    """Every broken invariant with its details."""
+#: every invariant's name, in the order they are checked and reported
+ALL: tuple[str, ...] = tuple(BY_NAME)
+
+
+def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> tuple[str, ...]:
+    """The invariants ``--invariant`` (only these) and ``--skip-invariant`` (all but these) leave
+    to check, in the usual order; an unknown name is an input error."""
+    for option, names in (("--invariant", only), ("--skip-invariant", skip)):
+        for name in names:
+            if name not in BY_NAME:
+                raise InputError(option, f"unknown invariant {name!r} (known: {', '.join(ALL)})")
+    chosen = tuple(n for n in ALL if (not only or n in only) and n not in skip)
+    if not chosen:
+        raise InputError("--skip-invariant", "leaves no invariant to check")
+    return chosen
+
+
+def violations(host: Host, names: Sequence[str] = ALL) -> dict[str, list[str]]:
+    """Every broken invariant among ``names`` with its details."""
     out: dict[str, list[str]] = {}
-    for inv in INVARIANTS:
-        details = inv.check(host)
+    for name in names:
+        details = BY_NAME[name].check(host)
         if details:
-            out[inv.name] = details
+            out[name] = details
     return out

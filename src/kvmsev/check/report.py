@@ -43,6 +43,7 @@ def as_dict(result: Result, out_dir: Path | None) -> dict[str, Any]:
             "early_runs": result.bounds.early_runs,
             "max_states": result.bounds.max_states,
         },
+        "invariants": list(result.invariants),
         "violations": violations,
         "sometimes": [
             {"property": k, "statement": SOMETIMES[k], "reached": v} for k, v in result.sometimes.items()

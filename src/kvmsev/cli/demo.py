@@ -69,38 +69,112 @@ CASES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
-def _cell(report: dict[str, object], style: Style) -> list[str]:
+SCHEMA = "kvmsev.demo/1"
+
+
+def _host_row(label: str, kernel: str, report: dict[str, Any]) -> dict[str, Any]:
+    """One host under one kernel, as the demo's JSON states it."""
+    row: dict[str, Any] = {"host": label, "kernel": kernel, "loaded": report["loaded"]}
     if not report["loaded"]:
-        return [style(f"load: {report['load_error']}", "red"), "", "", "", ""]
-    sev, es = report["sev_enabled"], report["sev_es_enabled"]
-    sysfs = report["sysfs"]
-    assert isinstance(sysfs, dict)
-    leaf = report["supported_cpuid_8000001f"]
-    assert isinstance(leaf, dict)
+        return row | {"load_error": report["load_error"]}
     unload = report["unload"]
-    assert isinstance(unload, dict)
-    if unload["flushed"]:
-        failed = [c for c in unload["firmware"] if c["ret"]]
-        flush = style("DF_FLUSH failed", "red") if failed else "flush"
+    leaf = report["supported_cpuid_8000001f"]
+    return row | {
+        "sev_enabled": report["sev_enabled"],
+        "sev_es_enabled": report["sev_es_enabled"],
+        "sysfs_sev": report["sysfs"].get("sev"),
+        "sysfs_sev_es": report["sysfs"].get("sev_es"),
+        "supported_cpuid_eax": leaf["eax"],
+        "max_sev_asid": report["max_sev_asid"] if report["sev_enabled"] else None,
+        "unload_flush": unload["flushed"],
+        "unload_df_flush_failed": any(c["ret"] for c in unload["firmware"]),
+    }
+
+
+def _sev_entries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Guest c's VM entries after it became an SEV guest: who asked for a flush, and whether the
+    entry happened (a failed VMRUN loses the request)."""
+    steps = report["steps"]
+    init = next(s["step"] for s in steps if s["op"] == "sev_init" and s["vm"] == "c")
+    return [
+        {
+            "flush_by": list((s["result"] or {}).get("tlb_flush_by", [])),
+            "entered": (s["result"] or {}).get("entered"),
+        }
+        for s in steps[init:]
+        if s["op"] == "vcpu_run" and s["vm"] == "c"
+    ]
+
+
+def _guest_row(
+    label: str, kernel_label: str, name: str, preset: str, apply: tuple[str, ...]
+) -> dict[str, Any]:
+    data = builtin_scenario(name)
+    host = {**data["host"], "kernel": preset, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
+    report = runner.run(schema.parse({"host": host, "steps": data["steps"]}, name))
+    init = next(s for s in report["steps"] if s["op"] == "sev_init" and s["vm"] == "c")
+    broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
+    return {
+        "case": label,
+        "kernel": kernel_label,
+        "scenario": f"examples/{name}",
+        "sev_init_errno": init["errno"],
+        "entries": [] if init["ret"] else _sev_entries(report),
+        "tlb_isolation": not broken,
+    }
+
+
+def demo_data() -> dict[str, Any]:
+    """Everything ``kvmsev demo`` shows, as its ``--json`` document."""
+    hosts = [
+        _host_row(
+            label,
+            kernel,
+            boot_report(HostConfig(profile=profile, kernel=kernel, bios=bios, params=params), unload=True),
+        )
+        for label, profile, bios, params in CASES
+        for kernel in ("v5.12", "v5.13")
+    ]
+    guests = [
+        _guest_row(label, kernel_label, name, preset, apply)
+        for label, name, kernels in GUEST_CASES
+        for kernel_label, preset, apply in kernels
+    ]
+    return {"schema": SCHEMA, "hosts": hosts, "guest_runs": guests}
+
+
+def _host_cells(row: dict[str, Any], style: Style) -> list[str]:
+    if not row["loaded"]:
+        return [style(f"load: {row['load_error']}", "red"), "", "", "", ""]
+    if row["unload_flush"]:
+        flush = style("DF_FLUSH failed", "red") if row["unload_df_flush_failed"] else "flush"
     else:
         flush = "-"
     return [
-        style.yes_no(bool(sev)) + "/" + style.yes_no(bool(es)),
-        f"{sysfs.get('sev', '-')}/{sysfs.get('sev_es', '-')}",
-        f"{leaf['eax']:#x}",
-        str(report["max_sev_asid"] if sev else "-"),
+        style.yes_no(row["sev_enabled"]) + "/" + style.yes_no(row["sev_es_enabled"]),
+        f"{row['sysfs_sev'] or '-'}/{row['sysfs_sev_es'] or '-'}",
+        f"{row['supported_cpuid_eax']:#x}",
+        "-" if row["max_sev_asid"] is None else str(row["max_sev_asid"]),
         flush,
     ]
 
 
-def demo(style: Style) -> str:
+def _entries_text(row: dict[str, Any]) -> str:
+    if row["sev_init_errno"]:
+        return f"KVM_SEV_INIT: -{row['sev_init_errno']}"
+    parts = []
+    for entry in row["entries"]:
+        by = " + ".join(entry["flush_by"]) or "none"
+        parts.append(by if entry["entered"] else f"{by} (lost)")
+    return "; then ".join(parts)
+
+
+def render(data: dict[str, Any], style: Style) -> str:
     rows: list[list[str]] = []
-    for label, profile, bios, params in CASES:
-        for kernel in ("v5.12", "v5.13"):
-            report = boot_report(
-                HostConfig(profile=profile, kernel=kernel, bios=bios, params=params), unload=True
-            )
-            rows.append([label if kernel == "v5.12" else "", kernel, *_cell(report, style)])
+    previous = None
+    for row in data["hosts"]:
+        rows.append([row["host"] if row["host"] != previous else "", row["kernel"], *_host_cells(row, style)])
+        previous = row["host"]
     headers = [
         "host (distribution kernel config)",
         "kernel",
@@ -120,37 +194,21 @@ def demo(style: Style) -> str:
         "CPUID EAX: leaf 0x8000001F EAX from KVM_GET_SUPPORTED_CPUID. unload: cache flush at rmmod.\n"
         "Try: kvmsev boot --profile epyc-7763 --kernel v5.12 --param kvm_amd.sev=1 --unload"
     )
-    return f"{intro}\n\n{table(rows, headers)}\n\n{notes}\n\n{guest_demo(style)}"
+    return f"{intro}\n\n{table(rows, headers)}\n\n{notes}\n\n{_render_guests(data['guest_runs'], style)}"
 
 
-def _sev_entries(report: dict[str, Any]) -> str:
-    """For each of guest c's VM entries after it became an SEV guest: who asked for a flush, and
-    whether the failed VMRUN lost it."""
-    steps = report["steps"]
-    init = next(s["step"] for s in steps if s["op"] == "sev_init" and s["vm"] == "c")
-    parts = []
-    for s in steps[init:]:
-        if s["op"] != "vcpu_run" or s["vm"] != "c":
-            continue
-        result = s["result"] or {}
-        by = " + ".join(result.get("tlb_flush_by", [])) or "none"
-        parts.append(by if result.get("entered") else f"{by} (lost)")
-    return "; then ".join(parts)
-
-
-def guest_demo(style: Style) -> str:
+def _render_guests(guests: list[dict[str, Any]], style: Style) -> str:
     """Guest runs: which flush protects a recycled ASID's first entry, kernel by kernel."""
     rows = []
-    for label, name, kernels in GUEST_CASES:
-        data = builtin_scenario(name)
-        for i, (kernel_label, preset, apply) in enumerate(kernels):
-            host = {**data["host"], "kernel": preset, "apply": list(apply), "params": ["kvm_amd.sev=1"]}
-            report = runner.run(schema.parse({"host": host, "steps": data["steps"]}, name))
-            init = next(s for s in report["steps"] if s["op"] == "sev_init" and s["vm"] == "c")
-            entry = f"KVM_SEV_INIT: -{init['errno']}" if init["ret"] else _sev_entries(report)
-            broken = [v for v in report["invariants"]["violations"] if v["invariant"] == "tlb_isolation"]
-            verdict = style("stale TLB entries used", "red") if broken else style("isolated", "green")
-            rows.append([label if i == 0 else "", kernel_label, entry, verdict])
+    previous = None
+    for row in guests:
+        verdict = (
+            style("isolated", "green") if row["tlb_isolation"] else style("stale TLB entries used", "red")
+        )
+        rows.append(
+            [row["case"] if row["case"] != previous else "", row["kernel"], _entries_text(row), verdict]
+        )
+        previous = row["case"]
     intro = style(
         "Guest runs: guest c recycles guest a's ASID; who flushes its TLB entries on c's entry", "bold"
     )

@@ -5,13 +5,12 @@ Field names are a contract (``docs/json.md``); ``schema`` carries its version.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host, LoadResult, UnloadResult
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kvm.asid import usable_range
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.outdir import check_new_tree, staged_tree
 
 SCHEMA = "kvmsev.boot/1"
 
@@ -128,16 +127,15 @@ def boot_report(
     ``export_root`` also renders the loaded host in the recorded-host format there.
     """
     # rootfs renders hosts through this module's kvm_view, so it is imported here
-    from kvmsev.host.rootfs import check_export_root, export
+    from kvmsev.host.rootfs import export
 
-    root = None if export_root is None else Path(export_root)
-    if root is not None:
-        check_export_root(root)
+    root = None if export_root is None else check_new_tree(export_root, "--export-root")
     host = Host.boot(config)
     load = host.load_kvm_amd()
     snapshot = kvm_view(host)
     if root is not None:
-        export(host, root)
+        with staged_tree(root) as staging:
+            export(host, staging)
     result = host.unload_kvm_amd() if unload and host.kvm is not None else None
     report = boot_dict(host, load, result, snapshot)
     if unload and result is None:

@@ -21,31 +21,13 @@ dev/kvm  dev/sev                 (empty marker files)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from kvmsev.errors import InputError
 from kvmsev.host.host import Host
 from kvmsev.host.report import kvm_view
 
 FORMAT = "kvmsev.root/1"
-
-
-def check_export_root(root: Path) -> None:
-    """Refuse, before anything is written, a ``--export-root`` that cannot become a directory:
-    an existing non-directory, or a path whose nearest existing ancestor is not a writable
-    directory."""
-    if root.exists():
-        if not root.is_dir():
-            raise InputError("--export-root", f"{root} exists and is not a directory")
-        ancestor = root
-    else:
-        ancestor = next((p for p in root.absolute().parents if p.exists()), Path("/"))
-        if not ancestor.is_dir():
-            raise InputError("--export-root", f"{ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError("--export-root", f"{ancestor} is not writable")
 
 
 def _write(root: Path, rel: str, text: str) -> None:

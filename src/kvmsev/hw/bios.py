@@ -22,6 +22,7 @@ from kvmsev.errors import InputError
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT, Msrs
 from kvmsev.hw.profiles import Profile
+from kvmsev.numbers import parse_int
 
 OPTIONS = ("smee", "sev_es_asid_space_limit", "sev_asid_count")
 
@@ -44,9 +45,9 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 def _int_value(key: str, value: str) -> int:
     try:
-        return int(value, 0)
-    except ValueError:
-        raise InputError(f"--bios {key}", f"{value!r} is not an integer") from None
+        return parse_int(value)
+    except ValueError as exc:
+        raise InputError(f"--bios {key}", str(exc)) from None
 
 
 def apply(profile: Profile, choices: Mapping[str, str], leaf_override: Cpuid8000001F | None) -> Platform:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from kvmsev.errors import InputError
-from kvmsev.hw.cpuid import Cpuid8000001F, parse_register
+from kvmsev.hw import profile_schema
+from kvmsev.hw.cpuid import Cpuid8000001F
 
-MAX_CPUS = 8192  # x86_64 NR_CPUS upper bound (CONFIG_MAXSMP)
+MAX_CPUS = profile_schema.MAX_CPUS
 #: CPUID Fn8000_000A EBX (NASID), the number of ASIDs SVM offers: 0x00008000 in the InstLatx64
 #: dump of the EPYC 7763 (AuthenticAMD0A00F11_K19_Milan_02_CPUID.txt). A profile that does not
 #: give ``svm_nasid`` gets this value (assumed the same on every Zen part).
@@ -69,79 +70,32 @@ class Profile:
         }
 
 
-_REQUIRED = (
-    "name",
-    "model_name",
-    "vendor",
-    "family",
-    "model",
-    "threads",
-    "cpuid_8000001f",
-    "sources",
-)
-
-
-def _expect(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"{where}: {key}", f"expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _register(data: dict[str, Any], key: str, where: str) -> int:
-    value = data.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= 0xFFFF_FFFF:
-            raise InputError(f"{where}: {key}", f"{value} does not fit in 32 bits")
-        return value
-    if isinstance(value, str):
-        return parse_register(value, f"{where}: {key}")
-    raise InputError(f"{where}: {key}", f"expected a register value, got {value!r}")
-
-
 def from_dict(data: Any, where: str) -> Profile:
-    """Validate a profile document; every problem names the field."""
-    if not isinstance(data, dict):
-        raise InputError(where, "a profile must be a JSON object")
-    for key in _REQUIRED:
-        if key not in data:
-            raise InputError(f"{where}: {key}", "missing")
-    leaf_data = _expect(data, "cpuid_8000001f", dict, where)
-    leaf = Cpuid8000001F(
-        *(_register(leaf_data, r, f"{where}: cpuid_8000001f") for r in ("eax", "ebx", "ecx", "edx"))
-    )
-    threads = _expect(data, "threads", int, where)
-    if not 1 <= threads <= MAX_CPUS:
-        raise InputError(f"{where}: threads", f"{threads} is outside 1..{MAX_CPUS}")
-    api_data = data.get("sev_api")
-    api = None
-    if api_data is not None:
-        if not isinstance(api_data, dict):
-            raise InputError(f"{where}: sev_api", "expected an object with major, minor, build")
-        api = SevApi(*(_expect(api_data, k, int, f"{where}: sev_api") for k in ("major", "minor", "build")))
-    bios = data.get("bios", {})
-    if not isinstance(bios, dict) or not all(isinstance(v, dict) for v in bios.values()):
-        raise InputError(f"{where}: bios", "expected an object of option objects")
-    sources = _expect(data, "sources", dict, where)
-    nasid = _register(data, "svm_nasid", where) if "svm_nasid" in data else DEFAULT_SVM_NASID
-    if nasid < 2:
-        raise InputError(f"{where}: svm_nasid", f"{nasid} leaves no ASID for guests (SVM needs at least 2)")
+    """Validate a profile document (:mod:`kvmsev.hw.profile_schema`); every problem names the
+    field."""
+    model = profile_schema.validate(data, where)
+    api = model.sev_api
     return Profile(
-        name=_expect(data, "name", str, where),
-        model_name=_expect(data, "model_name", str, where),
-        codename=str(data.get("codename", "")),
-        vendor=_expect(data, "vendor", str, where),
-        family=_expect(data, "family", int, where),
-        model=_expect(data, "model", int, where),
-        threads=threads,
-        leaf=leaf,
-        syscfg=_register(data, "syscfg", where) if "syscfg" in data else 0,
-        hwcr=_register(data, "hwcr", where) if "hwcr" in data else 1,
-        sev_firmware=bool(data.get("sev_firmware", False)),
-        sev_api=api,
-        bios=bios,
-        sources={str(k): str(v) for k, v in sources.items()},
-        svm_nasid=nasid,
+        name=model.name,
+        model_name=model.model_name,
+        codename=model.codename,
+        vendor=model.vendor,
+        family=model.family,
+        model=model.model,
+        threads=model.threads,
+        leaf=Cpuid8000001F(
+            model.cpuid_8000001f.eax,
+            model.cpuid_8000001f.ebx,
+            model.cpuid_8000001f.ecx,
+            model.cpuid_8000001f.edx,
+        ),
+        syscfg=model.syscfg,
+        hwcr=model.hwcr,
+        sev_firmware=model.sev_firmware,
+        sev_api=None if api is None else SevApi(api.major, api.minor, api.build),
+        bios=model.bios.model_dump(exclude_none=True),
+        sources=dict(model.sources),
+        svm_nasid=model.svm_nasid,
     )
 
 
@@ -151,25 +105,38 @@ def builtin_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+#: the largest profile file read (a real one is about 2 KiB)
+MAX_PROFILE = 1 << 20
+
+
 def load(name_or_path: str) -> Profile:
     """A built-in profile by name, or a profile file by path (anything ending in ``.json``)."""
     if name_or_path.endswith(".json"):
         path = Path(name_or_path)
         try:
-            text = path.read_text()
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_PROFILE + 1)
         except OSError as exc:
             raise InputError("--profile", f"cannot read {name_or_path}: {exc.strerror}") from None
         where = path.name
+        if len(raw) > MAX_PROFILE:
+            raise InputError("--profile", f"{where} is larger than {MAX_PROFILE >> 10} KiB")
     else:
         if name_or_path not in builtin_names():
             raise InputError(
                 "--profile",
                 f"unknown profile {name_or_path!r} (known: {', '.join(builtin_names())}, or a .json file)",
             )
-        text = resources.files("kvmsev.hw").joinpath("profiles", name_or_path + ".json").read_text()
+        raw = resources.files("kvmsev.hw").joinpath("profiles", name_or_path + ".json").read_bytes()
         where = name_or_path
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError("--profile", f"{where} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError("--profile", f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InputError("--profile", f"{where} is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # integers longer than Python converts (int_max_str_digits)
+        raise InputError("--profile", f"{where} is not valid JSON: {exc}") from None
     return from_dict(data, where)

@@ -45,9 +45,10 @@ def _cpu(obs: Observation, out: list[Check]) -> None:
             Check("AMD CPU", FAIL, cat, f"vendor is {obs.vendor}{intel}", "SEV needs an AMD EPYC processor")
         )
         return
-    out.append(
-        Check("AMD CPU", PASS, cat, f"{obs.model_name} (family {obs.family:#x}, model {obs.model:#x})")
-    )
+    family = "unknown" if obs.family is None else f"{obs.family:#x}"
+    model = "unknown" if obs.model is None else f"{obs.model:#x}"
+    name = obs.model_name or "model name not in /proc/cpuinfo"
+    out.append(Check("AMD CPU", PASS, cat, f"{name} (family {family}, model {model})"))
     epyc = "EPYC" in (obs.model_name or "")
     out.append(
         Check(

@@ -13,14 +13,24 @@ MSR_SEV_STATUS = 0xC0010131
 KVM_AMD_PARAMS = ("sev", "sev_es", "npt", "nested")
 
 
+#: a kernel CPU list as ``/sys/devices/system/cpu/online`` prints it (``bitmap_print_to_pagebuf``)
+_CPU_LIST = re.compile(r"^\d{1,5}(-\d{1,5})?(,\d{1,5}(-\d{1,5})?)*$")
+#: x86_64 NR_CPUS upper bound (CONFIG_MAXSMP): no CPU number reaches it
+NR_CPUS = 8192
+
+
 def cpu_mask(text: str | None) -> int | None:
-    """A kernel CPU list such as ``0-3,8`` as a bit mask (None when empty or absent)."""
-    if not text or not text.strip():
+    """A kernel CPU list such as ``0-3,8`` as a bit mask; None when empty, absent or not a CPU
+    list the kernel could have printed (a damaged file is no information, not a crash)."""
+    if not text or not _CPU_LIST.fullmatch(text.strip()):
         return None
     mask = 0
     for part in text.strip().split(","):
         lo, _, hi = part.partition("-")
-        mask |= ((1 << (int(hi or lo) - int(lo) + 1)) - 1) << int(lo)
+        first, last = int(lo), int(hi or lo)
+        if not first <= last < NR_CPUS:
+            return None
+        mask |= ((1 << (last - first + 1)) - 1) << first
     return mask
 
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import gzip
-import json
 import os
 import resource
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kvmsev.errors import InputError
+from kvmsev.probe import record
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_GET_SUPPORTED_CPUID = 0xC008AE05
@@ -35,6 +34,8 @@ SEV_ISSUE_CMD = 0xC0105300
 SEV_PLATFORM_STATUS = 1
 KVM_CPUID_ENTRY2 = struct.Struct("<IIIIIII12x")
 MAX_CPUID_ENTRIES = 256
+#: the largest file read from a host (the biggest real one, a kernel config, is about 300 KiB)
+MAX_FILE = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +63,39 @@ class HostReader:
         self._recorded: dict[str, Any] = {}
         if not self.live:
             probe = self.root / ".kvmsev" / "probe.json"
-            if probe.exists():
-                try:
-                    self._recorded = json.loads(probe.read_text())
-                except (OSError, json.JSONDecodeError) as exc:
-                    raise InputError("--root", f"{probe} is not a kvmsev probe record ({exc})") from None
-                if not isinstance(self._recorded, dict):
-                    raise InputError("--root", f"{probe} is not a kvmsev probe record (not an object)")
+            if probe.exists() or probe.is_symlink():
+                self._recorded = record.load(probe)
 
     # -- files ----------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
         return self.root / rel.lstrip("/")
 
+    def _bounded(self, rel: str) -> bytes:
+        """The file's bytes, at most :data:`MAX_FILE` of them (a device or an endless file is
+        refused, never read to its end); OSError otherwise."""
+        with self.path(rel).open("rb") as handle:
+            data = handle.read(MAX_FILE + 1)
+        if len(data) > MAX_FILE:
+            raise OSError(errno.EFBIG, f"larger than {MAX_FILE >> 20} MiB", rel)
+        return data
+
+    def raw(self, rel: str) -> bytes | None:
+        """A regular file's bytes (bounded), or None: what ``--capture`` copies."""
+        if not self.path(rel).is_file():
+            return None
+        try:
+            return self._bounded(rel)
+        except OSError:
+            return None
+
     def text(self, rel: str) -> Read:
         try:
-            return Read(self.path(rel).read_text(errors="replace"))
+            data = self._bounded(rel)
         except OSError as exc:
             return Read(None, _why(exc) if exc.errno != errno.ENOENT else f"{rel} does not exist")
+        if b"\0" in data and not self.live:
+            return Read(None, f"{rel} holds a NUL byte (not a text file)")
+        return Read(data.decode(errors="replace"))
 
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
@@ -95,11 +112,20 @@ class HostReader:
             found = self.text(f"boot/config-{release}")
             if found.ok:
                 return found
-        gz = self.path("proc/config.gz")
         try:
-            return Read(gzip.decompress(gz.read_bytes()).decode(errors="replace"))
+            packed = self._bounded("proc/config.gz")
         except OSError:
             return Read(None, "no /boot/config-<release> and no /proc/config.gz")
+        inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing
+        try:
+            data = inflate.decompress(packed, MAX_FILE + 1)
+        except zlib.error as exc:
+            return Read(None, f"/proc/config.gz is not gzip data ({exc})")
+        if len(data) > MAX_FILE:
+            return Read(None, f"/proc/config.gz inflates to over {MAX_FILE >> 20} MiB")
+        if not inflate.eof:
+            return Read(None, "/proc/config.gz is truncated")
+        return Read(data.decode(errors="replace"))
 
     # -- what is not a file -------------------------------------------------------------------
     def _recorded_value(self, key: str, default_reason: str) -> Read:

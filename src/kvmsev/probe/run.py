@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
+from kvmsev.errors import InputError
 from kvmsev.host.rootfs import FORMAT
+from kvmsev.outdir import staged_tree
 from kvmsev.probe.compare import compare
 from kvmsev.probe.diagnose import diagnose, summary
 from kvmsev.probe.model import predict
@@ -44,23 +45,47 @@ def probe(root: str = "/") -> dict[str, Any]:
     }
 
 
-def capture(dest: str, root: str = "/") -> Observation:
-    """Record a host into ``dest`` in the recorded-host format (files as read, ioctl answers)."""
+#: files of which a directory must hold at least one to be a recorded host
+_EVIDENCE = ("proc/cpuinfo", "proc/sys/kernel/osrelease", ".kvmsev/probe.json")
+
+
+def check_root(text: str) -> str:
+    """``--root``: a directory that holds a recorded host. An empty path is refused rather than
+    read as the live host, and a directory with none of the host's files is not a host that has
+    nothing: it is the wrong directory."""
+    if not text:
+        raise InputError(
+            "--root", "an empty path names no directory (leave --root out to probe this machine)"
+        )
+    path = Path(text)
+    if not path.is_dir():
+        raise InputError("--root", f"{text} is not a directory")
+    if not any((path / rel).is_file() for rel in _EVIDENCE):
+        raise InputError("--root", f"{text} holds no recorded host (none of {', '.join(_EVIDENCE)})")
+    return text
+
+
+def capture(dest: Path, root: str = "/") -> Observation:
+    """Record a host into ``dest`` in the recorded-host format (files as read, ioctl answers);
+    the tree appears whole when done, or not at all."""
+    with staged_tree(dest) as staging:
+        return _capture(staging, root)
+
+
+def _capture(out: Path, root: str) -> Observation:
     reader = HostReader(root)
     obs = observe(reader)
-    out = Path(dest)
-    out.mkdir(parents=True, exist_ok=True)
     files = list(_FILES)
     files += [f"sys/module/kvm_amd/parameters/{p}" for p in KVM_AMD_PARAMS]
     files += [f"etc/modprobe.d/{n}" for n in reader.listdir("etc/modprobe.d")]
     if obs.release:
         files.append(f"boot/config-{obs.release}")
     for rel in files:
-        src = reader.path(rel)
-        if src.is_file():
+        data = reader.raw(rel)
+        if data is not None:
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
+            target.write_bytes(data)
     if obs.kvm_intel_loaded:
         (out / "sys/module/kvm_intel").mkdir(parents=True, exist_ok=True)
     if obs.kvm_amd_loaded:

@@ -21,15 +21,25 @@ the kernel's structures (a ``__u32`` length is at most 4294967295): the model an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from kvmsev.errors import InputError
-from kvmsev.host.config import HostConfig
+from kvmsev.host.config import HostConfig, resolve
+from kvmsev.numbers import parse_int
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -37,6 +47,8 @@ U64_MAX = 2**64 - 1
 MAX_DATA = 16 << 20
 #: the largest scenario file read (a file is data, not a program: 64 MiB is far more than any needs)
 MAX_FILE = 64 << 20
+#: the most values (mappings, lists, scalars) a scenario may hold, aliases expanded
+MAX_NODES = 2_000_000
 
 
 def _int(value: Any) -> Any:
@@ -44,10 +56,7 @@ def _int(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected an integer, got a boolean")
     if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
+        return parse_int(value)
     return value
 
 
@@ -62,11 +71,51 @@ def _hex(value: Any) -> Any:
         raise ValueError(f"{value[:40]!r} is not hex bytes") from None
 
 
+#: the text forms :func:`kvmsev.numbers.parse_int` reads, for the published JSON Schema
+_INT_TEXT = r"^\s*(0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+|[1-9](_?[0-9])*|0+)\s*$"
+
+
+def _int_schema(low: int, high: int) -> WithJsonSchema:
+    """The published form of an integer field: a number in range, or text kvmsev reads."""
+    number = {"type": "integer", "minimum": low, "maximum": high}
+    return WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": _INT_TEXT}]})
+
+
+def _hex_of(size: int | None) -> Callable[[Any], Any]:
+    """Bytes written as hex (``0x`` prefix and spaces allowed); exactly ``size`` bytes if given."""
+
+    def check(value: Any) -> Any:
+        data = _hex(value)
+        if size is not None and len(data) != size:
+            raise ValueError(f"expected {size} bytes ({2 * size} hex digits), got {len(data)}")
+        if not data:
+            raise ValueError("expected at least one byte")
+        return data
+
+    return check
+
+
+def _hex_schema(size: int | None) -> WithJsonSchema:
+    digits = "+" if size is None else f"{{{size}}}"
+    return WithJsonSchema({"type": "string", "pattern": rf"^(0x)?( *[0-9a-fA-F]{{2}}){digits} *$"})
+
+
+U32 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U32_MAX), _int_schema(0, U32_MAX)]
+U64 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U64_MAX), _int_schema(0, U64_MAX)]
+Size = Annotated[int, BeforeValidator(_int), Field(ge=0, le=MAX_DATA), _int_schema(0, MAX_DATA)]
+Cpu = Annotated[int, BeforeValidator(_int), Field(ge=0, le=8191), _int_schema(0, 8191)]
+VcpuIndex = Annotated[int, BeforeValidator(_int), Field(ge=0, le=1023), _int_schema(0, 1023)]
+CpuCount = Annotated[int, BeforeValidator(_int), Field(ge=1, le=8192), _int_schema(1, 8192)]
+HexBytes = Annotated[bytes, BeforeValidator(_hex_of(None)), _hex_schema(None)]
+Key16 = Annotated[bytes, BeforeValidator(_hex_of(16)), _hex_schema(16)]
+Mac32 = Annotated[bytes, BeforeValidator(_hex_of(32)), _hex_schema(32)]
+
+
 class _Fill(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pattern: Annotated[bytes, BeforeValidator(_hex), Field(min_length=1)] | None = None
-    len: Annotated[int, BeforeValidator(_int), Field(ge=0, le=MAX_DATA)] | None = None
-    zero: Annotated[int, BeforeValidator(_int), Field(ge=0, le=MAX_DATA)] | None = None
+    pattern: HexBytes | None = None
+    len: Size | None = None
+    zero: Size | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> _Fill:
@@ -90,12 +139,19 @@ def _data(value: Any) -> Any:
     return _hex(value)
 
 
-U32 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U32_MAX)]
-U64 = Annotated[int, BeforeValidator(_int), Field(ge=0, le=U64_MAX)]
-Cpu = Annotated[int, BeforeValidator(_int), Field(ge=0, le=8191)]
-Data = Annotated[bytes, BeforeValidator(_data), Field(max_length=MAX_DATA)]
-Key16 = Annotated[bytes, BeforeValidator(_hex), Field(min_length=16, max_length=16)]
-Mac32 = Annotated[bytes, BeforeValidator(_hex), Field(min_length=32, max_length=32)]
+Data = Annotated[
+    bytes,
+    BeforeValidator(_data),
+    Field(max_length=MAX_DATA),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(0x)?( *[0-9a-fA-F]{2})* *$"},
+                _Fill.model_json_schema(),
+            ]
+        }
+    ),
+]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 CgroupPath = Annotated[
     str, Field(min_length=1, max_length=256, pattern=r"^/([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
@@ -223,7 +279,7 @@ class VcpuCreate(_OnVm):
 
 class VcpuRun(_OnVm):
     op: Literal["vcpu_run"]
-    vcpu: Annotated[int, BeforeValidator(_int), Field(ge=0, le=1023)]
+    vcpu: VcpuIndex
     cpu: Cpu
 
 
@@ -297,7 +353,7 @@ class ReceiveUpdateData(_OnVm):
     stream: Name
     source: Name | None = None
     #: which packet of the stream (default: the next one)
-    packet: Annotated[int, BeforeValidator(_int), Field(ge=0)] | None = None
+    packet: U32 | None = None
     uaddr: U64 | None = None
     tamper: Literal["header", "trans"] | None = None
 
@@ -384,10 +440,10 @@ class HostModel(_Model):
     cmdline: Annotated[str, Field(max_length=4096)] = ""
     config: Strings = []
     bios: Strings = []
-    cpus: Annotated[int, BeforeValidator(_int), Field(ge=1, le=8192)] | None = None
+    cpus: CpuCount | None = None
     fail_alloc: Strings = []
     #: seeds everything left to chance: firmware keys and nonces, uninitialised memory
-    seed: Annotated[int, BeforeValidator(_int), Field(ge=0, le=U64_MAX)] = 0
+    seed: U64 = 0
     #: {"CPU:INDEX": VALUE}: initial content of uninitialised sev_vmcbs entries
     sev_vmcbs_garbage: dict[Annotated[str, Field(pattern=r"^\d{1,4}:\d{1,5}$")], U64] = {}
     memlock_limit: U64 = 64 * 1024
@@ -498,6 +554,35 @@ def _problem(error: Any) -> tuple[str, str]:
     return _where(loc), message
 
 
+#: the ``boot`` option each host field is given by on the command line
+_FLAGS = {
+    "--profile": "profile",
+    "--cpuid": "cpuid",
+    "--kernel": "kernel",
+    "--apply": "apply",
+    "--revert": "revert",
+    "--param": "params",
+    "--cmdline": "cmdline",
+    "--config": "config",
+    "--bios": "bios",
+    "--cpus": "cpus",
+    "--fail-alloc": "fail_alloc",
+}
+
+
+def check_host(config: HostConfig, file: str, where: str) -> None:
+    """Resolve a host of the file as ``boot`` would, so that a bad profile, BIOS value or patch
+    is reported before anything runs, under the file's field name (``host.bios.sev_asid_count``)
+    rather than the command-line option the same check names."""
+    try:
+        resolve(config)
+    except InputError as exc:
+        flag, _, rest = exc.field.partition(" ")
+        name = _FLAGS.get(flag)
+        field = exc.field if name is None else f"{where}.{name}" + (f".{rest}" if rest else "")
+        raise InputError(f"{file}: {field}", exc.problem) from None
+
+
 def _model_of(op: str) -> type[_Step]:
     return next(m for m in STEP_MODELS if op in getattr(m.model_fields["op"].annotation, "__args__", ()))
 
@@ -515,6 +600,8 @@ def parse(data: Any, name: str = "scenario") -> Scenario:
     except RecursionError:
         raise InputError(name, "nested too deeply") from None
     hosts = {n: h.config_for() for n, h in (model.hosts or {"host": model.host or HostModel()}).items()}
+    for host_name, config in hosts.items():
+        check_host(config, name, "host" if model.hosts is None else f"hosts.{host_name}")
     first = next(iter(hosts))
     steps = tuple(
         Step(i, s.op, s.model_dump(exclude={"op", "host"}, exclude_none=True), s.host or first)
@@ -547,27 +634,70 @@ def load(path: str) -> Scenario:
         raise InputError(p.name, f"not valid {kind}: nested too deeply") from None
     except ValueError as exc:  # integers longer than Python converts (int_max_str_digits)
         raise InputError(p.name, f"not valid {kind}: {exc}") from None
+    if not _fits(data, MAX_NODES):
+        raise InputError(p.name, f"more than {MAX_NODES:,} values once YAML aliases are expanded")
     return parse(data, p.name)
 
 
-def override(
-    scenario: Scenario, kernel: str | None, apply: list[str], revert: list[str], seed: int | None
-) -> Scenario:
-    """The scenario with every host's kernel, patches or seed changed from the command line.
+def _fits(data: Any, limit: int) -> bool:
+    """Whether ``data`` has at most ``limit`` values counted as validation will meet them: YAML
+    aliases share one object that is validated once per reference, so a few lines of aliases can
+    stand for billions of values. The walk stops as soon as the limit is passed."""
+    pending = [data]
+    seen = 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            return False
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
-    Patches named here are added to the file's own; ``--kernel`` replaces the preset.
+
+@dataclass(frozen=True, slots=True)
+class HostOverride:
+    """Host options given on the ``kvmsev run`` command line, applied to every host of a scenario.
+
+    A scalar option replaces the file's value; ``--param``, ``--config``, ``--bios`` and
+    ``--fail-alloc`` are added after the file's (a later BIOS or Kconfig choice wins, as on the
+    ``boot`` command line); ``--apply`` / ``--revert`` are added to the file's patches, each
+    cancelling the file's opposite request for the same patch.
     """
 
+    profile: str | None = None
+    cpuid: str | None = None
+    kernel: str | None = None
+    apply: tuple[str, ...] = ()
+    revert: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    cmdline: str | None = None
+    config: tuple[str, ...] = ()
+    bios: tuple[str, ...] = ()
+    cpus: int | None = None
+    fail_alloc: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+def override(scenario: Scenario, given: HostOverride) -> Scenario:
+    """The scenario with every host changed as the command line says."""
+
     def changed(host: HostConfig) -> HostConfig:
-        changes: dict[str, Any] = {}
-        if kernel is not None:
-            changes["kernel"] = kernel
-        if apply:
-            changes["apply"] = tuple(p for p in host.apply if p not in revert) + tuple(apply)
-        if revert:
-            changes["revert"] = tuple(p for p in host.revert if p not in apply) + tuple(revert)
-        if seed is not None:
-            changes["seed"] = seed
+        changes: dict[str, Any] = {
+            name: value
+            for name in ("profile", "cpuid", "kernel", "cmdline", "cpus", "seed")
+            if (value := getattr(given, name)) is not None
+        }
+        for name in ("params", "config", "bios", "fail_alloc"):
+            if getattr(given, name):
+                changes[name] = getattr(host, name) + getattr(given, name)
+        if given.apply:
+            changes["apply"] = tuple(p for p in host.apply if p not in given.revert) + given.apply
+        if given.revert:
+            changes["revert"] = tuple(p for p in host.revert if p not in given.apply) + given.revert
         return replace(host, **changes) if changes else host
 
     return replace(scenario, hosts={n: changed(h) for n, h in scenario.hosts.items()})

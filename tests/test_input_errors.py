@@ -1,0 +1,298 @@
+"""Every command answers the same way: bad input is exit 2 with one line naming the file or option
+and the field, nothing is written, and "something is wrong" answers are exit 1."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmsev.cli.main import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hosts"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+LAB_PROFILE = Path(__file__).parent.parent / "src" / "kvmsev" / "hw" / "profiles" / "lab.json"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run ``argv``, assert it is an input error (exit 2, one stderr line, no output); the line."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err.count("\n")) == (2, "", 1), (code, out, err)
+    assert err.startswith("kvmsev: error: ")
+    return err.strip()
+
+
+def host_copy(tmp_path: Path, name: str = "naples-11-asids") -> Path:
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / name, root)
+    return root
+
+
+# -- exit codes ---------------------------------------------------------------------------------
+
+
+def test_run_exits_1_when_an_invariant_breaks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "run", str(EXAMPLES / "early-run-lost-flush.yaml"))
+    assert code == 1 and "tlb_isolation" in out
+    code, _, _ = run(capsys, "run", str(EXAMPLES / "sev-launch.yaml"))
+    assert code == 0
+
+
+def test_run_can_leave_the_breaking_invariant_out(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "run",
+        str(EXAMPLES / "early-run-lost-flush.yaml"),
+        "--skip-invariant",
+        "tlb_isolation",
+        "--json",
+    )
+    assert code == 0
+    assert "tlb_isolation" not in json.loads(out)["invariants"]["checked"]
+
+
+def test_check_with_only_the_holding_invariants_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "--no-early-runs", "--skip-invariant", "teardown_clean", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["complete"] and report["violations"] == []
+    assert "teardown_clean" not in report["invariants"]
+    code, out, _ = run(capsys, "check", "--no-early-runs", "--invariant", "teardown_clean", "--json")
+    assert code == 1 and [v["invariant"] for v in json.loads(out)["violations"]] == ["teardown_clean"]
+
+
+def test_unknown_invariant_is_an_input_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--invariant: unknown invariant 'tlb'" in refused(capsys, "check", "--invariant", "tlb")
+    every = [a for name in _invariants() for a in ("--skip-invariant", name)]
+    assert "leaves no invariant" in refused(capsys, "check", *every)
+
+
+def _invariants() -> list[str]:
+    from kvmsev.check.invariants import ALL
+
+    return list(ALL)
+
+
+# -- the JSON contract --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "schema"),
+    [
+        (["boot", "--cpus", "2"], "kvmsev.boot/1"),
+        (["cpuid", "decode", "0x1", "0x16f", "0xf", "0x1"], "kvmsev.cpuid/1"),
+        (["profiles"], "kvmsev.profiles/1"),
+        (["patches"], "kvmsev.patches/1"),
+        (["run", str(EXAMPLES / "sev-launch.yaml")], "kvmsev.run/1"),
+        (["check", "--depth", "2"], "kvmsev.check/1"),
+        (["probe", "--root", str(FIXTURES / "naples-11-asids")], "kvmsev.probe/1"),
+        (["demo"], "kvmsev.demo/1"),
+    ],
+)
+def test_every_json_output_names_its_schema(
+    capsys: pytest.CaptureFixture[str], argv: list[str], schema: str
+) -> None:
+    _, out, _ = run(capsys, *argv, "--json")
+    assert json.loads(out)["schema"] == schema
+
+
+def test_demo_json_has_the_tables_as_data(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "demo", "--json")
+    data = json.loads(out)
+    smee_off = [r for r in data["hosts"] if r["host"] == "Milan 7763, BIOS SMEE off"]
+    assert [r["kernel"] for r in smee_off] == ["v5.12", "v5.13"]
+    assert not any(r["sev_enabled"] for r in smee_off)
+    early = [g for g in data["guest_runs"] if g["scenario"] == "examples/early-run-lost-flush.yaml"]
+    assert early and not any(g["tlb_isolation"] for g in early)
+    assert early[0]["entries"][0] == {"flush_by": ["kvm_mmu_load"], "entered": False}
+
+
+# -- numbers and options ------------------------------------------------------------------------
+
+
+def test_cpus_takes_the_number_forms_every_option_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    for text in ("0x4", "4", "0b100"):
+        code, out, _ = run(capsys, "boot", "--cpus", text, "--json")
+        assert code == 0 and json.loads(out)["cpus"] == 4
+    assert "--cpus" in refused(capsys, "boot", "--cpus", "four")
+
+
+def test_an_unrecognised_argument_points_at_the_subcommands_help(capsys: pytest.CaptureFixture[str]) -> None:
+    line = refused(capsys, "check", "--depht", "3")
+    assert "unrecognized arguments: --depht 3" in line and "see 'kvmsev check --help'" in line
+
+
+def test_run_takes_every_host_option_and_it_overrides_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(
+        capsys,
+        "run",
+        str(EXAMPLES / "sev-launch.yaml"),
+        "--profile",
+        "epyc-7763",
+        "--bios",
+        "sev_asid_count=253",
+        "--cpus",
+        "8",
+        "--json",
+    )
+    boot = json.loads(out)["boot"]
+    assert (boot["profile"], boot["cpus"], boot["max_sev_asid"]) == ("epyc-7763", 8, 253)
+
+
+# -- scenario files -----------------------------------------------------------------------------
+
+
+def test_a_scenario_host_error_names_the_file_field_not_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text("host: {profile: epyc-7763, bios: [sev_asid_count=7]}\nsteps: []\n")
+    assert refused(capsys, "run", str(path)).startswith("kvmsev: error: b.yaml: host.bios.sev_asid_count: ")
+    path.write_text("hosts: {a: {profile: lab}, b: {profile: lab, kernel: v9}}\nsteps: []\n")
+    assert refused(capsys, "run", str(path)).startswith("kvmsev: error: b.yaml: hosts.b.kernel: ")
+    assert "--kernel" in refused(capsys, "run", str(EXAMPLES / "sev-launch.yaml"), "--kernel", "v9")
+
+
+def test_yaml_aliases_cannot_stand_for_billions_of_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = ["host: {profile: lab}", "x0: &x0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]
+    lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*lines, "steps: *x9"]) + "\n")
+    assert "once YAML aliases are expanded" in refused(capsys, "run", str(path))
+
+
+# -- profiles -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sev_firmware": "false"}, "sev_firmware"),
+        ({"turbo": True}, "turbo"),
+        ({"bios": {"smee": {"default": "on"}, "hyperthreading": {}}}, "bios.hyperthreading"),
+        ({"bios": {"sev_es_asid_space_limit": {"min": 6, "max": 5}}}, "bios.sev_es_asid_space_limit"),
+        ({"bios": {"sev_asid_count": {"choices": [2, 4], "default": 3}}}, "bios.sev_asid_count"),
+        ({"threads": 0}, "threads"),
+        ({"cpuid_8000001f": {"eax": "0xB", "ebx": "0x16F", "ecx": "0x4"}}, "cpuid_8000001f.edx"),
+    ],
+)
+def test_a_profile_is_validated_field_by_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], field: str
+) -> None:
+    document = json.loads(LAB_PROFILE.read_text()) | change
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(document))
+    assert refused(capsys, "boot", "--profile", str(path)).startswith(f"kvmsev: error: mine.json: {field}")
+
+
+# -- output directories -------------------------------------------------------------------------
+
+
+def test_capture_into_the_root_it_reads_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = host_copy(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert "overlaps" in refused(capsys, "probe", "--root", str(root), "--capture", str(root / "again"))
+    assert "overlaps" in refused(capsys, "probe", "--root", str(root), "--capture", str(root))
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_capture_into_a_non_empty_directory_is_refused_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = host_copy(tmp_path)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep").write_text("x")
+    assert "is not empty" in refused(capsys, "probe", "--root", str(root), "--capture", str(busy))
+    assert [p.name for p in busy.iterdir()] == ["keep"]
+    plain = tmp_path / "file"
+    plain.write_text("x")
+    assert "not a directory" in refused(capsys, "probe", "--root", str(root), "--capture", str(plain))
+
+
+def test_a_capture_appears_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = host_copy(tmp_path)
+    code, _, _ = run(capsys, "probe", "--root", str(root), "--capture", str(tmp_path / "copy"))
+    assert code in (0, 1)
+    assert (tmp_path / "copy" / ".kvmsev" / "probe.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy.")]
+
+
+def test_check_out_that_is_a_file_is_refused_before_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "cex"
+    plain.write_text("x")
+    assert "--out: " in refused(capsys, "check", "--out", str(plain))
+
+
+# -- recorded hosts -----------------------------------------------------------------------------
+
+
+def test_probe_of_an_empty_or_unrelated_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "holds no recorded host" in refused(capsys, "probe", "--root", str(tmp_path))
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "holds no recorded host" in refused(capsys, "probe", "--root", str(tmp_path))
+    assert "empty path" in refused(capsys, "probe", "--root", "")
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"cpuid": {"0x8000001f": "fast"}}, "cpuid.0x8000001f"),
+        ({"uid": "root"}, "uid"),
+        ({"sev_platform_status": {"api_major": 300}}, "sev_platform_status.api_major"),
+    ],
+)
+def test_a_probe_record_of_the_wrong_shape_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any], field: str
+) -> None:
+    root = host_copy(tmp_path)
+    (root / ".kvmsev" / "probe.json").write_text(json.dumps(document))
+    assert f"probe.json: {field}" in refused(capsys, "probe", "--root", str(root))
+
+
+def test_a_probe_record_that_is_not_utf8_or_too_deep_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = host_copy(tmp_path)
+    record = root / ".kvmsev" / "probe.json"
+    record.write_bytes(b'{"uid": "\xff"}')
+    assert "not UTF-8" in refused(capsys, "probe", "--root", str(root))
+    record.write_text("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in refused(capsys, "probe", "--root", str(root))
+
+
+def test_damaged_files_of_a_recorded_host_are_reported_not_crashed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = host_copy(tmp_path)
+    (root / "proc" / "sys" / "kernel" / "osrelease").write_bytes(b"5.13\0garbage\n")
+    (root / "sys" / "devices" / "system" / "cpu").mkdir(parents=True, exist_ok=True)
+    (root / "sys" / "devices" / "system" / "cpu" / "online").write_text("0-,x\n")
+    for config in (root / "boot").glob("config-*"):
+        config.unlink()
+    (root / "proc" / "config.gz").write_bytes(gzip.compress(b"CONFIG_KVM_AMD_SEV=y\n" * 1000)[:40])
+    dmesg = root / ".kvmsev" / "dmesg.txt"
+    dmesg.unlink()
+    dmesg.symlink_to("/dev/zero")
+    (root / "proc" / "cpuinfo").write_text("vendor_id\t: AuthenticAMD\n")
+    code, out, err = run(capsys, "probe", "--root", str(root), "--json")
+    assert code in (0, 1) and err == ""
+    report = json.loads(out)
+    assert report["host"]["release"] is None
