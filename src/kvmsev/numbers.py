@@ -9,8 +9,20 @@ modeled kernel parses them, with ``kstrtoint``'s own rules.)
 
 from __future__ import annotations
 
+import re
+
 #: longest number text read; far beyond any value the model has a use for (2**64 has 20 digits)
 MAX_DIGITS = 100
+
+
+_DECIMAL = re.compile(r"[0-9]{1,20}", re.ASCII)
+
+
+def decimal(text: str) -> int | None:
+    """Plain ASCII decimal digits (what the kernel writes in /proc and sysfs files), or None:
+    ``str.isdigit`` would also take ``²`` and ``int`` would refuse it, or take thousands of digits."""
+    stripped = text.strip()
+    return int(stripped) if _DECIMAL.fullmatch(stripped) else None
 
 
 def parse_int(text: str) -> int:

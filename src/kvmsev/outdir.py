@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +31,22 @@ def _overlaps(a: Path, b: Path) -> bool:
     return ra == rb or rb in ra.parents or ra in rb.parents
 
 
+def _refusing(field: str, text: str, check: Callable[[], Path]) -> Path:
+    """Run a check on the file system; an OSError (a name too long, a loop of links) is the
+    user's path that cannot be used, said in one line."""
+    try:
+        return check()
+    except OSError as exc:
+        raise InputError(field, f"{text[:200]}: {exc.strerror or exc}") from None
+
+
 def check_new_tree(text: str, field: str, inputs: Sequence[str] = ()) -> Path:
     """A directory the command will create: it must not exist yet or be empty, must be creatable,
     and must not overlap a directory the same command reads (``inputs``)."""
+    return _refusing(field, text, lambda: _check_new_tree(text, field, inputs))
+
+
+def _check_new_tree(text: str, field: str, inputs: Sequence[str]) -> Path:
     if not text:
         raise InputError(field, "an empty path names no directory")
     path = Path(text)
@@ -56,6 +69,10 @@ def check_new_tree(text: str, field: str, inputs: Sequence[str] = ()) -> Path:
 
 def check_out_dir(text: str, field: str) -> Path:
     """A directory files are added to: an existing writable directory, or one that can be made."""
+    return _refusing(field, text, lambda: _check_out_dir(text, field))
+
+
+def _check_out_dir(text: str, field: str) -> Path:
     if not text:
         raise InputError(field, "an empty path names no directory")
     path = Path(text)
@@ -70,11 +87,16 @@ def check_out_dir(text: str, field: str) -> Path:
 
 
 @contextmanager
-def staged_tree(target: Path) -> Iterator[Path]:
+def staged_tree(target: Path, field: str) -> Iterator[Path]:
     """Yield a hidden sibling directory to write into; on success it becomes ``target`` (which
-    :func:`check_new_tree` found absent or empty), on any failure it is removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    :func:`check_new_tree` found absent or empty), on any failure it is removed. Where the
+    staging directory cannot be made (a file system that refuses new entries), ``field`` is
+    named in the error."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise InputError(field, f"cannot create {target}: {exc.strerror or exc}") from None
     try:
         yield staging
         if target.is_dir():

@@ -7,6 +7,7 @@ is wrong" (an invariant broken, a probe check failed) exits 1.
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,10 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # a file name that is not UTF-8 reaches the output as surrogates: show them escaped
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors (already printed)

@@ -94,13 +94,23 @@ HOST_FIELDS = (
 )
 
 
+#: the options that may be given several times
+REPEATABLE = frozenset({"apply", "revert", "param", "config", "bios", "fail_alloc"})
+
+
 def host_options(args: argparse.Namespace) -> dict[str, Any]:
     """The host options as given, keyed by HostConfig field."""
-    return {
-        name: tuple(value) if isinstance(value, list) else value
-        for dest, name in HOST_FIELDS
-        if (value := getattr(args, dest)) is not None
-    }
+    out: dict[str, Any] = {}
+    for dest, name in HOST_FIELDS:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest in REPEATABLE:
+            value = tuple(value)
+        elif isinstance(value, list):  # argparse hands "--cpuid=--" over as an empty list
+            value = " ".join(value)
+        out[name] = value
+    return out
 
 
 def host_config(args: argparse.Namespace, default_profile: str = DEFAULT_PROFILE) -> HostConfig:

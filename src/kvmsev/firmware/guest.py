@@ -7,17 +7,15 @@ before RUNNING: key installed, ASID reserved but invalid in hardware) and active
 Policy bits (SEV API §3): 0 NODBG, 1 NOKS, 2 ES, 3 NOSEND, 4 DOMAIN, 5 SEV, 6-15 reserved,
 16-23 API_MAJOR, 24-31 API_MINOR.
 
-Measurement (firmware reference §5.2): LD = SHA-256 over every LAUNCH_UPDATE_DATA/VMSA
-plaintext in command order; MEASURE = HMAC-SHA256(TIK, 0x04 || API_MAJOR || API_MINOR || BUILD
-|| POLICY (LE32) || LD || MNONCE); the command returns MEASURE || MNONCE (48 bytes). The session
-and packet formats are in :mod:`kvmsev.firmware.session`.
+Each context keeps the running launch digest; the digest and the measurement LAUNCH_MEASURE
+derives from it are defined in :mod:`kvmsev.firmware.measurement`. The session and packet
+formats are in :mod:`kvmsev.firmware.session`.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 from dataclasses import dataclass, field
 
 POLICY_NODBG = 1 << 0
@@ -28,7 +26,6 @@ POLICY_DOMAIN = 1 << 4
 POLICY_SEV = 1 << 5
 POLICY_RESERVED = 0xFFC0
 
-MEASUREMENT_LEN = 48
 MAX_TRANSPORT = 0x5000
 
 
@@ -81,10 +78,3 @@ class GuestContext:
             self.digest,
             self.measure,
         )
-
-
-def measure(tik: bytes, api: tuple[int, int, int], policy: int, digest: bytes, mnonce: bytes) -> bytes:
-    """HMAC-SHA256 of the measurement context (firmware reference §5.2)."""
-    major, minor, build = api
-    message = bytes([0x04, major, minor, build]) + policy.to_bytes(4, "little") + digest + mnonce
-    return hmac.new(tik, message, hashlib.sha256).digest()

@@ -11,13 +11,8 @@ import hmac
 
 from kvmsev.firmware import certs, crypto
 from kvmsev.firmware import session as channel
-from kvmsev.firmware.guest import (
-    MAX_TRANSPORT,
-    MEASUREMENT_LEN,
-    Activation,
-    GuestState,
-    measure,
-)
+from kvmsev.firmware.guest import MAX_TRANSPORT, Activation, GuestState
+from kvmsev.firmware.measurement import MEASUREMENT_LEN, launch_measurement
 from kvmsev.firmware.platform import PspCore
 from kvmsev.firmware.result import CommandResult
 from kvmsev.firmware.result import result as _r
@@ -101,7 +96,7 @@ class LaunchCommands(PspCore):
         assert guest.ld is not None
         guest.digest = guest.ld.digest()
         mnonce = self.new_key()
-        guest.measure = measure(guest.tik, self.api, guest.policy, guest.digest, mnonce) + mnonce
+        guest.measure = launch_measurement(guest.tik, self.api, guest.policy, guest.digest, mnonce) + mnonce
         guest.state = GuestState.LSECRET
         return _r(cmd, Status.SUCCESS, guest.measure)
 

@@ -18,6 +18,7 @@ from kvmsev.kernel import cmdline as cmdline_mod
 from kvmsev.kernel import kconfig as kconfig_mod
 from kvmsev.kvm import patches
 from kvmsev.kvm.behaviour import Behaviour
+from kvmsev.numbers import decimal
 
 DEFAULT_PROFILE = "epyc-7763"
 DEFAULT_KERNEL = "v5.13"
@@ -73,9 +74,9 @@ def _fail_site(text: str, nr_cpus: int) -> str:
             f"unknown allocation site {text!r} (known: {', '.join(FAIL_SITES)}, sev_vmcbs[N])",
         )
     if rest:
-        if base != "sev_vmcbs" or not rest.endswith("]") or not rest[:-1].isdigit():
+        if base != "sev_vmcbs" or not rest.endswith("]") or decimal(rest[:-1]) is None:
             raise InputError("--fail-alloc", f"{text!r}: only sev_vmcbs takes a CPU index, as sev_vmcbs[N]")
-        if int(rest[:-1]) >= nr_cpus:
+        if int(rest[:-1].strip()) >= nr_cpus:
             raise InputError("--fail-alloc", f"{text!r}: CPU {rest[:-1]} does not exist (host has {nr_cpus})")
     return text
 

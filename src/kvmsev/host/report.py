@@ -134,7 +134,7 @@ def boot_report(
     load = host.load_kvm_amd()
     snapshot = kvm_view(host)
     if root is not None:
-        with staged_tree(root) as staging:
+        with staged_tree(root, "--export-root") as staging:
             export(host, staging)
     result = host.unload_kvm_amd() if unload and host.kvm is not None else None
     report = boot_dict(host, load, result, snapshot)

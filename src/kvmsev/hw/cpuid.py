@@ -195,7 +195,7 @@ def parse_register(text: str, field: str) -> int:
     try:
         if s.lower().startswith("0x"):
             value = int(s[2:], 16)
-        elif s.isdigit():
+        elif s.isascii() and s.isdigit() and len(s) <= 20:
             value = int(s, 10)
         else:
             raise ValueError(s)

@@ -25,7 +25,7 @@ from kvmsev.probe.observe import Observation, cpu_count, cpu_mask
 
 
 def kernel_version(release: str | None) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", release or "")
+    m = re.match(r"([0-9]{1,4})\.([0-9]{1,4})", release or "")
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 

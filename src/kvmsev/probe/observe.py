@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kvmsev.numbers import decimal
 from kvmsev.probe.reader import HostReader, Read
 
 MSR_SYSCFG = 0xC0010010
@@ -119,8 +120,8 @@ def observe(reader: HostReader) -> Observation:
     if info.ok:
         fields = _cpuinfo(info.value)
         obs.vendor = fields.get("vendor_id")
-        obs.family = int(fields["cpu family"]) if fields.get("cpu family", "").isdigit() else None
-        obs.model = int(fields["model"]) if fields.get("model", "").isdigit() else None
+        obs.family = decimal(fields.get("cpu family", ""))
+        obs.model = decimal(fields.get("model", ""))
         obs.model_name = fields.get("model name")
         obs.flags = fields.get("flags", "").split()
     leaf = reader.cpuid(0x8000001F) if obs.vendor in (None, "AuthenticAMD") else Read(None, "not an AMD CPU")

@@ -58,17 +58,20 @@ def check_root(text: str) -> str:
             "--root", "an empty path names no directory (leave --root out to probe this machine)"
         )
     path = Path(text)
-    if not path.is_dir():
-        raise InputError("--root", f"{text} is not a directory")
-    if not any((path / rel).is_file() for rel in _EVIDENCE):
-        raise InputError("--root", f"{text} holds no recorded host (none of {', '.join(_EVIDENCE)})")
+    try:
+        if not path.is_dir():
+            raise InputError("--root", f"{text} is not a directory")
+        if not any((path / rel).is_file() for rel in _EVIDENCE):
+            raise InputError("--root", f"{text} holds no recorded host (none of {', '.join(_EVIDENCE)})")
+    except OSError as exc:
+        raise InputError("--root", f"{text[:200]}: {exc.strerror or exc}") from None
     return text
 
 
 def capture(dest: Path, root: str = "/") -> Observation:
     """Record a host into ``dest`` in the recorded-host format (files as read, ioctl answers);
     the tree appears whole when done, or not at all."""
-    with staged_tree(dest) as staging:
+    with staged_tree(dest, "--capture") as staging:
         return _capture(staging, root)
 
 

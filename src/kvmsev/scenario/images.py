@@ -1,0 +1,148 @@
+"""Scenario values built from files, the way QEMU builds them for a launch: a file's bytes (a
+firmware image to load), the SEV hashes table of a kernel, initrd and command line, and the VMSA
+QEMU's reset gives a vCPU of an SEV-ES guest.
+
+Paths are relative to the scenario file's directory (absolute paths are taken as they are); each
+file is read once, when the scenario is loaded, and a problem with it is the scenario's error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kvmsev import files
+from kvmsev.host.ovmf import MAX_BOOT_FILE, KernelHashes, OvmfImage, cmdline_digest, sev_hashes_table
+from kvmsev.host.vcpu_reset import QEMU_CPU_MODELS, model_signature
+from kvmsev.numbers import parse_int
+
+#: a path as a scenario writes it
+PATH_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 4096}
+#: the published forms (``kvmsev schema scenario``)
+FILE_SCHEMA = {
+    "type": "object",
+    "properties": {"file": PATH_SCHEMA},
+    "required": ["file"],
+    "additionalProperties": False,
+}
+SEV_HASHES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sev_hashes": {
+            "type": "object",
+            "properties": {
+                "kernel": PATH_SCHEMA,
+                "initrd": PATH_SCHEMA,
+                "append": {"type": "string", "maxLength": 65536},
+            },
+            "required": ["kernel"],
+            "additionalProperties": False,
+        }
+    },
+    "required": ["sev_hashes"],
+    "additionalProperties": False,
+}
+RESET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reset": {"anyOf": [{"enum": list(QEMU_CPU_MODELS)}, {"type": "integer", "minimum": 0}]},
+        "firmware": PATH_SCHEMA,
+    },
+    "required": ["reset", "firmware"],
+    "additionalProperties": False,
+}
+
+_Path = Field(min_length=1, max_length=4096)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FileForm(_Model):
+    file: str = _Path
+
+
+class _SevHashes(_Model):
+    kernel: str = _Path
+    initrd: str | None = Field(default=None, min_length=1, max_length=4096)
+    append: str = Field(default="", max_length=65536)
+
+
+class _SevHashesForm(_Model):
+    sev_hashes: _SevHashes
+
+
+class _ResetForm(_Model):
+    reset: str | int
+    firmware: str = _Path
+
+
+class VcpuReset(_Model):
+    """A vCPU whose VMSA is its reset state: the CPU model's signature and where the firmware
+    starts APs (the BSP, vCPU 0, starts at the reset vector whatever this says)."""
+
+    vcpu_sig: int
+    ap_reset: int
+    cpu: str | None = None
+
+
+def _read(base: Path, name: str, limit: int, digest: bool = False) -> bytes:
+    path = Path(name) if Path(name).is_absolute() else base / name
+    try:
+        return files.sha256_bounded(str(path), limit) if digest else files.read_bounded(str(path), limit)
+    except ValueError as exc:
+        raise ValueError(f"file {name!r}: {exc}") from None
+
+
+def _base(context: Any) -> Path:
+    base = context.get("base") if isinstance(context, dict) else None
+    return Path(base) if base is not None else Path(".")
+
+
+def file_bytes(value: dict[str, Any], context: Any, limit: int) -> bytes:
+    """``{file: PATH}``: the file's bytes, at most ``limit`` of them."""
+    form = _FileForm.model_validate(value)
+    return _read(_base(context), form.file, limit)
+
+
+def sev_hashes_bytes(value: dict[str, Any], context: Any) -> bytes:
+    """``{sev_hashes: {kernel, initrd, append}}``: the 176-byte table QEMU measures for a direct
+    boot with ``kernel-hashes=on`` (:func:`kvmsev.host.ovmf.sev_hashes_table`)."""
+    form = _SevHashesForm.model_validate(value).sev_hashes
+    base = _base(context)
+    initrd = hashlib.sha256(b"").digest() if form.initrd is None else _read(base, form.initrd, MAX_BOOT_FILE, True)
+    kernel = _read(base, form.kernel, MAX_BOOT_FILE, True)
+    return sev_hashes_table(KernelHashes(cmdline_digest(form.append.encode()), initrd, kernel))
+
+
+def vcpu_reset(value: dict[str, Any], context: Any, firmware_limit: int) -> VcpuReset:
+    """``{reset: CPU-MODEL or SIGNATURE, firmware: PATH}``: the reset VMSA of
+    :mod:`kvmsev.host.vcpu_reset`; the firmware must have an SEV-ES reset block, as QEMU
+    requires for an SEV-ES guest."""
+    form = _ResetForm.model_validate(value)
+    cpu: str | None = None
+    if isinstance(form.reset, int) or form.reset[:2].lower() == "0x" or form.reset.isdigit():
+        signature = form.reset if isinstance(form.reset, int) else parse_int(form.reset)
+        if not 0 <= signature <= 0xFFFF_FFFF:
+            raise ValueError(f"signature {signature:#x} does not fit CPUID's 32 bits")
+    else:
+        found = model_signature(form.reset)
+        if found is None:
+            known = ", ".join(QEMU_CPU_MODELS)
+            raise ValueError(f"unknown CPU model {form.reset[:40]!r} (known: {known}; or a CPUID 1 EAX signature)")
+        signature, cpu = found, form.reset
+    image = OvmfImage.parse(_read(_base(context), form.firmware, firmware_limit))
+    try:
+        reset = image.sev_es_reset_addr
+    except ValueError as exc:
+        raise ValueError(f"file {form.firmware!r}: {exc}") from None
+    if reset is None:
+        raise ValueError(
+            f"file {form.firmware!r} has no SEV-ES reset block in an OVMF footer table: QEMU cannot "
+            "start SEV-ES APs with it"
+        )
+    return VcpuReset(vcpu_sig=signature, ap_reset=reset, cpu=cpu)
