@@ -9,7 +9,8 @@ import pytest
 
 from kvmsev.firmware import certs, crypto
 from kvmsev.firmware import session as channel
-from kvmsev.firmware.guest import POLICY_ES, POLICY_NODBG, measure
+from kvmsev.firmware.guest import POLICY_ES, POLICY_NODBG
+from kvmsev.firmware.measurement import launch_measurement
 from kvmsev.firmware.psp import PlatformState, Psp
 from kvmsev.firmware.status import Status
 
@@ -40,7 +41,7 @@ def test_measurement_matches_the_published_test_vector() -> None:
     digest = hashlib.sha256(b"").digest()
     mnonce = bytes.fromhex("4fbe0bedbad6c86ae8f68971d103e554")
     expected = "6faab2daae389bcd3405a05d6cafe33c0414f7bedd0bae19ba5f38b7fd1664ea"
-    assert measure(tik, (0, 18, 15), 0, digest, mnonce).hex() == expected
+    assert launch_measurement(tik, (0, 18, 15), 0, digest, mnonce).hex() == expected
 
 
 def test_aes_matches_fips_197_and_sp_800_38a() -> None:

@@ -1,4 +1,4 @@
-"""Firmware guest contexts: states, activation, policy bits, and the launch measurement.
+"""Firmware guest contexts: states, activation, policy bits, and the running launch digest.
 
 Guest states (SEV API §5.2; firmware reference §2): UNINIT 0, LUPDATE 1, LSECRET 2, RUNNING 3,
 SUPDATE 4, RUPDATE 5, SENT 6. Activation is a separate axis: inactive, pending (ACTIVATE done

@@ -19,8 +19,9 @@ from kvmsev.firmware import certs, crypto
 from kvmsev.firmware import session as channel
 from kvmsev.firmware.launch import ATTESTATION_REPORT_LEN
 from kvmsev.firmware.result import CommandResult
+from kvmsev.host import vcpu_reset
 from kvmsev.host.host import Host
-from kvmsev.host.ops import Outcome, sev_cmd, vm_of, write_user
+from kvmsev.host.ops import Outcome, sev_cmd, vcpu_create, vm_of, write_user
 from kvmsev.kvm.sev_cmd import SevCmd
 
 _ENOENT = -int(Errno.ENOENT)
@@ -99,6 +100,23 @@ def launch_start(
         )
         vm.owner_keys = (owner.tek, owner.tik)
     return sev_cmd(host, vm_name, SevCmd.LAUNCH_START, params, sev_fd)
+
+
+def vcpu_create_at_reset(host: Host, vm_name: str, vcpu_sig: int, ap_reset: int) -> Outcome:
+    """KVM_CREATE_VCPU for a vCPU QEMU has reset: its VMSA is the reset state of
+    :mod:`kvmsev.host.vcpu_reset` -- the BSP's for the VM's first vCPU (QEMU's cpu_index 0), an
+    AP's starting at ``ap_reset`` (the firmware's SEV-ES reset block) for every later one.
+
+    KVM copies the registers into the VMSA at LAUNCH_UPDATE_VMSA (``sev_es_sync_vmsa``); the
+    model takes the page as the vCPU is created, which gives the same bytes as long as nothing
+    changes the registers in between, as nothing does in QEMU. The kernels modeled have only
+    KVM_SEV_ES_INIT, so the page carries no FPU state.
+    """
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    start = vcpu_reset.BSP_RESET_ADDR if not vm.vcpus else ap_reset
+    return vcpu_create(host, vm_name, vcpu_reset.reset_vmsa(vcpu_sig, start))
 
 
 def launch_measure(host: Host, vm_name: str, length: int) -> Outcome:

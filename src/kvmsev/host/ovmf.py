@@ -46,7 +46,7 @@ MAX_FIRMWARE = 16 << 20
 #: (``pc_system_flash_map``: "its size must be a non-zero multiple of 0x1000")
 FLASH_SECTOR_SIZE = 4096
 #: the largest kernel or initrd hashed (QEMU loads both below 4 GiB)
-MAX_BOOT_FILE = 2 << 30
+MAX_BOOT_FILE = 1 << 30
 
 #: the table's footer, just before the last 32 bytes of the image
 FOOTER_GUID = UUID("96b582de-1fb2-45f7-baea-a366c55a082d")

@@ -66,6 +66,9 @@ class MeasureInputs:
 
 @dataclass(frozen=True, slots=True)
 class LaunchUpdate:
+    """One update the firmware hashes into the digest: the command, what it carries (firmware,
+    SEV hashes table, VMSA of vCPU ``vcpu``) and its plaintext."""
+
     command: str
     what: str
     data: bytes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,7 +55,7 @@ RESET_SCHEMA = {
     "additionalProperties": False,
 }
 
-_Path = Field(min_length=1, max_length=4096)
+PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class _Model(BaseModel):
@@ -63,12 +63,12 @@ class _Model(BaseModel):
 
 
 class _FileForm(_Model):
-    file: str = _Path
+    file: PathText
 
 
 class _SevHashes(_Model):
-    kernel: str = _Path
-    initrd: str | None = Field(default=None, min_length=1, max_length=4096)
+    kernel: PathText
+    initrd: PathText | None = None
     append: str = Field(default="", max_length=65536)
 
 
@@ -77,8 +77,9 @@ class _SevHashesForm(_Model):
 
 
 class _ResetForm(_Model):
-    reset: str | int
-    firmware: str = _Path
+    #: a CPU model name or a signature (checked by :func:`_signature`)
+    reset: Any
+    firmware: PathText
 
 
 class VcpuReset(_Model):
@@ -114,9 +115,30 @@ def sev_hashes_bytes(value: dict[str, Any], context: Any) -> bytes:
     boot with ``kernel-hashes=on`` (:func:`kvmsev.host.ovmf.sev_hashes_table`)."""
     form = _SevHashesForm.model_validate(value).sev_hashes
     base = _base(context)
-    initrd = hashlib.sha256(b"").digest() if form.initrd is None else _read(base, form.initrd, MAX_BOOT_FILE, True)
+    initrd = (
+        hashlib.sha256(b"").digest() if form.initrd is None else _read(base, form.initrd, MAX_BOOT_FILE, True)
+    )
     kernel = _read(base, form.kernel, MAX_BOOT_FILE, True)
     return sev_hashes_table(KernelHashes(cmdline_digest(form.append.encode()), initrd, kernel))
+
+
+def _signature(reset: Any) -> tuple[int, str | None]:
+    """``reset``'s CPUID signature, and the QEMU model it names (None for a number)."""
+    if isinstance(reset, int) and not isinstance(reset, bool):
+        signature = reset
+    elif isinstance(reset, str) and ((reset.isascii() and reset.isdigit()) or reset[:2].lower() == "0x"):
+        signature = parse_int(reset)
+    elif isinstance(reset, str):
+        found = model_signature(reset)
+        if found is None:
+            known = ", ".join(QEMU_CPU_MODELS)
+            raise ValueError(f"unknown CPU model {reset[:40]!r} (known: {known}; or a CPUID 1 EAX signature)")
+        return found, reset
+    else:
+        raise ValueError("reset: expected a QEMU CPU model name or a CPUID Fn0000_0001 EAX signature")
+    if not 0 <= signature <= 0xFFFF_FFFF:
+        raise ValueError(f"signature {signature:#x} does not fit CPUID's 32 bits")
+    return signature, None
 
 
 def vcpu_reset(value: dict[str, Any], context: Any, firmware_limit: int) -> VcpuReset:
@@ -124,17 +146,7 @@ def vcpu_reset(value: dict[str, Any], context: Any, firmware_limit: int) -> Vcpu
     :mod:`kvmsev.host.vcpu_reset`; the firmware must have an SEV-ES reset block, as QEMU
     requires for an SEV-ES guest."""
     form = _ResetForm.model_validate(value)
-    cpu: str | None = None
-    if isinstance(form.reset, int) or form.reset[:2].lower() == "0x" or form.reset.isdigit():
-        signature = form.reset if isinstance(form.reset, int) else parse_int(form.reset)
-        if not 0 <= signature <= 0xFFFF_FFFF:
-            raise ValueError(f"signature {signature:#x} does not fit CPUID's 32 bits")
-    else:
-        found = model_signature(form.reset)
-        if found is None:
-            known = ", ".join(QEMU_CPU_MODELS)
-            raise ValueError(f"unknown CPU model {form.reset[:40]!r} (known: {known}; or a CPUID 1 EAX signature)")
-        signature, cpu = found, form.reset
+    signature, cpu = _signature(form.reset)
     image = OvmfImage.parse(_read(_base(context), form.firmware, firmware_limit))
     try:
         reset = image.sev_es_reset_addr

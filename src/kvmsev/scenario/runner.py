@@ -194,7 +194,10 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
     if op == "mem_enc_op":
         return ops.sev_cmd(host, a["vm"], a["id"], {}, data_fault=a.get("data_fault", False))
     if op == "vcpu_create":
-        return ops.vcpu_create(host, a["vm"], a.get("vmsa"))
+        vmsa = a.get("vmsa")
+        if isinstance(vmsa, dict):  # {reset: ..., firmware: ...}, validated into a VcpuReset
+            return launch_ops.vcpu_create_at_reset(host, a["vm"], vmsa["vcpu_sig"], vmsa["ap_reset"])
+        return ops.vcpu_create(host, a["vm"], vmsa)
     if op == "vcpu_run":
         return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
     if op == "vm_destroy":

@@ -33,6 +33,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -40,6 +41,7 @@ from pydantic import (
 from kvmsev.errors import InputError
 from kvmsev.host.config import HostConfig, resolve
 from kvmsev.numbers import parse_int
+from kvmsev.scenario import images
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -132,25 +134,40 @@ class _Fill(BaseModel):
         return (self.pattern * (self.len // len(self.pattern) + 1))[: self.len]
 
 
-def _data(value: Any) -> Any:
-    """Hex bytes, ``{pattern: HEX, len: N}`` (the pattern repeated to N bytes) or ``{zero: N}``."""
+def _data(value: Any, info: ValidationInfo) -> Any:
+    """Hex bytes, ``{pattern: HEX, len: N}`` (the pattern repeated to N bytes), ``{zero: N}``,
+    ``{file: PATH}`` or ``{sev_hashes: {...}}`` (:mod:`kvmsev.scenario.images`)."""
+    if isinstance(value, dict) and "file" in value:
+        return images.file_bytes(value, info.context, MAX_DATA)
+    if isinstance(value, dict) and "sev_hashes" in value:
+        return images.sev_hashes_bytes(value, info.context)
     if isinstance(value, dict):
         return _Fill.model_validate(value).expand()
     return _hex(value)
 
 
+_DATA_FORMS = [
+    {"type": "string", "pattern": r"^(0x)?( *[0-9a-fA-F]{2})* *$"},
+    _Fill.model_json_schema(),
+    images.FILE_SCHEMA,
+    images.SEV_HASHES_SCHEMA,
+]
 Data = Annotated[
-    bytes,
-    BeforeValidator(_data),
-    Field(max_length=MAX_DATA),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^(0x)?( *[0-9a-fA-F]{2})* *$"},
-                _Fill.model_json_schema(),
-            ]
-        }
-    ),
+    bytes, BeforeValidator(_data), Field(max_length=MAX_DATA), WithJsonSchema({"anyOf": _DATA_FORMS})
+]
+
+
+def _vmsa(value: Any, info: ValidationInfo) -> Any:
+    """A VMSA image as data, or ``{reset: CPU-MODEL, firmware: PATH}``: the vCPU's reset state."""
+    if isinstance(value, dict) and "reset" in value:
+        return images.vcpu_reset(value, info.context, MAX_DATA)
+    return _data(value, info)
+
+
+Vmsa = Annotated[
+    Annotated[bytes, Field(max_length=MAX_DATA)] | images.VcpuReset,
+    BeforeValidator(_vmsa),
+    WithJsonSchema({"anyOf": [*_DATA_FORMS, images.RESET_SCHEMA]}),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 CgroupPath = Annotated[
@@ -274,7 +291,7 @@ class MemEncOp(_OnVm):
 
 class VcpuCreate(_OnVm):
     op: Literal["vcpu_create"]
-    vmsa: Data | None = None
+    vmsa: Vmsa | None = None
 
 
 class VcpuRun(_OnVm):
@@ -587,13 +604,14 @@ def _model_of(op: str) -> type[_Step]:
     return next(m for m in STEP_MODELS if op in getattr(m.model_fields["op"].annotation, "__args__", ()))
 
 
-def parse(data: Any, name: str = "scenario") -> Scenario:
+def parse(data: Any, name: str = "scenario", base: Path | None = None) -> Scenario:
     """Validate a scenario document; the first problem is an :class:`InputError` naming the
-    file and the field."""
+    file and the field. Files the scenario names are looked for in ``base`` (default: the
+    current directory)."""
     if not isinstance(data, dict):
         raise InputError(name, "a scenario is a mapping with 'host' (or 'hosts') and 'steps'")
     try:
-        model = ScenarioModel.model_validate(data)
+        model = ScenarioModel.model_validate(data, context={"base": base})
     except ValidationError as exc:
         where, problem = _problem(exc.errors()[0])
         raise InputError(f"{name}: {where}" if where else name, problem) from None
@@ -636,7 +654,7 @@ def load(path: str) -> Scenario:
         raise InputError(p.name, f"not valid {kind}: {exc}") from None
     if not _fits(data, MAX_NODES):
         raise InputError(p.name, f"more than {MAX_NODES:,} values once YAML aliases are expanded")
-    return parse(data, p.name)
+    return parse(data, p.name, p.parent)
 
 
 def _fits(data: Any, limit: int) -> bool:

@@ -107,7 +107,7 @@ def _key(option: str, text: str | None) -> bytes:
 
 
 def _api(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d{1,3})\.(\d{1,3})\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,3})\.([0-9]{1,3})\s*", text, re.ASCII)
     if match is None or int(match[1]) > 255 or int(match[2]) > 255:
         raise InputError("--api", f"expected MAJOR.MINOR, each 0..255 (e.g. 1.55), got {text[:40]!r}")
     return int(match[1]), int(match[2])
@@ -228,14 +228,18 @@ def render(report: dict[str, Any], style: Style) -> str:
         f"  SEV-ES reset block {'none' if reset is None else f'{reset:#x}'}; "
         f"SEV hashes table area {_area(fw['sev_hash_table_area'])}",
     ]
-    launch = f"SEV-ES, {report['vcpus']} vCPU{'s' if report['vcpus'] > 1 else ''}" if es else "SEV"
+    launch = ["SEV"]
     if es:
-        model = f"{report['vcpu_type']}, " if report["vcpu_type"] else ""
+        count = report["vcpus"]
+        model = f"{report['vcpu_type']} " if report["vcpu_type"] else ""
         init = "KVM_SEV_INIT2" if report["init"] == "init2" else "KVM_SEV_ES_INIT"
-        launch += f" ({model}signature {report['vcpu_sig']:#x}), VMSAs as {init} leaves them"
+        launch = [
+            f"SEV-ES, {count} vCPU{'s' if count > 1 else ''} {model}(signature {report['vcpu_sig']:#x}), "
+            f"VMSAs as {init} leaves them"
+        ]
     if report["kernel_hashes"] is not None:
-        launch += ", direct kernel boot with kernel-hashes=on"
-    out += ["", f"launch: {launch}", *_updates(report), ""]
+        launch.append("direct kernel boot, kernel-hashes=on")
+    out += ["", "launch: " + "\n        ".join(launch), *_updates(report), ""]
     api = report["api"]
     session = "zero (no session)" if report["tik_zero"] else "given"
     out += [
