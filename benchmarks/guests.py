@@ -36,7 +36,7 @@ def asid_pairs_per_second(config: HostConfig, seconds: float = 1.0) -> float:
     while True:
         for _ in range(1000):
             vm.asid = sev_asid_new(env, kvm, vm)
-            sev_asid_free(env, kvm, vm, False)
+            sev_asid_free(env, kvm, vm)
         n += 1000
         now = time.perf_counter()
         if now >= deadline:

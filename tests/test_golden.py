@@ -1,7 +1,7 @@
-"""Golden boot reports for every built-in profile on both presets (default configuration,
-loaded and unloaded). A change to any of them is a change in what the model claims a real host
-does, so it must be deliberate: regenerate with ``KVMSEV_REGEN_GOLDEN=1 pytest tests/test_golden.py``
-and review the diff."""
+"""Golden boot reports for every built-in profile on the series' two presets, the long-term
+kernels and the newest preset (default configuration, loaded and unloaded). A change to any of
+them is a change in what the model claims a real host does, so it must be deliberate:
+regenerate with ``KVMSEV_REGEN_GOLDEN=1 pytest tests/test_golden.py`` and review the diff."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from kvmsev.hw.profiles import builtin_names
+from kvmsev.kvm.kernels import NEWEST
 from tests.conftest import boot
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = [(p, k) for p in builtin_names() for k in ("v5.12", "v5.13")]
+KERNELS = ("v5.12", "v5.13", "v5.15", "v6.1", "v6.6", "v6.12", f"v{NEWEST}")
+CASES = [(p, k) for p in builtin_names() for k in KERNELS]
 
 
 @pytest.mark.parametrize(("profile", "kernel"), CASES)

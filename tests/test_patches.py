@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kvmsev.errors import InputError
-from kvmsev.kvm import patches
+from kvmsev.kvm import kernels, patches
 from kvmsev.kvm.behaviour import V5_12, V5_13
 from tests.conftest import boot
 
@@ -31,30 +31,41 @@ def test_catalogue_lists_the_fifteen_merged_commits_and_the_v4_cpuid_patch() -> 
 def test_v5_13_is_v5_12_plus_the_series_plus_the_other_5_13_fixes() -> None:
     series = [p.name for p in MERGED if p.field is not None]
     others = [p.name for p in patches.PATCHES if p.group == "5.13"]
-    assert patches.build("v5.12", series + others) == V5_13
-    assert patches.build("v5.13", [], series + others) == V5_12
-    later = [p.name for p in patches.PATCHES if p.group == "later"]
-    assert later == [
-        "off-by-one-fix",
-        "last-vmentry-cpu-minus-one",
-        "migration-pin-errors",
-        "receive-start-decommission",
-        "mirror-copies-es",
-        "mirror-allow-list",
-        "mirror-no-vcpus",
-    ]
-    assert patches.build("v5.13", later) != V5_13
+    assert kernels.build("v5.12", series + others) == V5_13
+    assert kernels.build("v5.13", [], series + others) == V5_12
+    later = [p.name for p in patches.PATCHES if p.group == "5.14"]
+    assert later[:3] == ["off-by-one-fix", "last-vmentry-cpu-minus-one", "migration-pin-errors"]
+    assert kernels.build("v5.13", later) == kernels.PRESETS["v5.14"]
+
+
+def test_each_preset_is_the_one_before_plus_its_releases_changes() -> None:
+    for previous, release in itertools.pairwise(kernels.RELEASES[1:]):
+        names = [p.name for p in kernels.changes_in(release)]
+        assert kernels.build(f"v{previous}", names) == kernels.PRESETS[f"v{release}"], release
+        if names:
+            assert kernels.PRESETS[f"v{release}"] != kernels.PRESETS[f"v{previous}"], release
+            # and each change can be taken back out of its release on its own
+            for name in names:
+                assert kernels.build(f"v{release}", [], [name]) != kernels.PRESETS[f"v{release}"]
+
+
+def test_every_later_change_names_its_commit_and_release() -> None:
+    for patch in patches.PATCHES:
+        if patch.group in ("series", "v4", "5.13"):
+            continue
+        assert patch.group in kernels.RELEASES, patch.name
+        assert len(patch.commit) >= 12 and all(c in "0123456789abcdef" for c in patch.commit), patch.name
 
 
 def test_patch_requests_that_would_do_nothing_are_refused() -> None:
     with pytest.raises(InputError, match=r"already in v5\.13"):
-        patches.build("v5.13", ["zero-vmcb-array"])
+        kernels.build("v5.13", ["zero-vmcb-array"])
     with pytest.raises(InputError, match=r"not in v5\.12"):
-        patches.build("v5.12", [], ["zero-vmcb-array"])
+        kernels.build("v5.12", [], ["zero-vmcb-array"])
     with pytest.raises(InputError, match="cosmetic"):
-        patches.build("v5.12", ["drop-flush-prototype"])
+        kernels.build("v5.12", ["drop-flush-prototype"])
     with pytest.raises(InputError, match="unknown patch"):
-        patches.build("v5.12", ["no-such-patch"])
+        kernels.build("v5.12", ["no-such-patch"])
 
 
 # -- 01 ---------------------------------------------------------------------------------------

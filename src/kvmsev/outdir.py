@@ -38,6 +38,8 @@ def _refusing(field: str, text: str, check: Callable[[], Path]) -> Path:
         return check()
     except OSError as exc:
         raise InputError(field, f"{text[:200]}: {exc.strerror or exc}") from None
+    except RuntimeError:  # pathlib's resolve() on a loop of symbolic links
+        raise InputError(field, f"{text[:200]}: a loop of symbolic links") from None
 
 
 def check_new_tree(text: str, field: str, inputs: Sequence[str] = ()) -> Path:

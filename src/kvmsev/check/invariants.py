@@ -57,7 +57,7 @@ def no_reuse_before_flush(host: Host) -> list[str]:
     return [
         f"VM {', '.join(names)} holds ASID {a}, which awaits WBINVD + DF_FLUSH"
         for a, names in _live_asids(host).items()
-        if kvm.sev_reclaim_asid_bitmap >> (a - 1) & 1
+        if kvm.sev_reclaim_asid_bitmap >> a & 1
     ]
 
 
@@ -68,6 +68,9 @@ def asid_ranges(host: Host) -> list[str]:
     out = []
     for vm in kvm.vms.values():
         if not vm.active:
+            continue
+        if vm.asid == 0:
+            out.append(f"VM {vm.name} holds ASID 0, the host's own")
             continue
         if vm.es_active and not 1 <= vm.asid < kvm.min_sev_asid:
             out.append(f"SEV-ES VM {vm.name} holds ASID {vm.asid}, outside 1..{kvm.min_sev_asid - 1}")
@@ -91,10 +94,10 @@ def asid_accounting(host: Host) -> list[str]:
     live = _live_asids(host)
     expected = 0
     for asid in live:
-        expected |= 1 << (asid - 1)
+        expected |= 1 << asid
     if in_use != expected:
-        extra = [p + 1 for p in range(in_use.bit_length()) if (in_use & ~expected) >> p & 1]
-        missing = [p + 1 for p in range(expected.bit_length()) if (expected & ~in_use) >> p & 1]
+        extra = [a for a in range(in_use.bit_length()) if (in_use & ~expected) >> a & 1]
+        missing = [a for a in range(expected.bit_length()) if (expected & ~in_use) >> a & 1]
         out.append(
             f"KVM bitmap disagrees with live VMs: allocated without VM {extra}, VM without bit {missing}"
         )
@@ -234,7 +237,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     ),
     Invariant(
         "asid_ranges",
-        "SEV-ES guests hold ASIDs below min_sev_asid, SEV guests min_sev_asid..max_sev_asid.",
+        "No guest holds ASID 0; SEV-ES guests hold ASIDs below min_sev_asid, SEV guests "
+        "min_sev_asid..max_sev_asid.",
         "CPUID 0x8000001F EDX; sev.c sev_asid_new",
         asid_ranges,
     ),

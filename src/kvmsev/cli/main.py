@@ -23,7 +23,8 @@ def run(argv: Sequence[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         # the subcommand's parser, so the message points at its --help
-        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        shown = " ".join(a if a.isprintable() else repr(a) for a in extra)
+        args.parser.error(f"unrecognized arguments: {shown}")
     code: int = args.execute(args, Style())
     return code
 
@@ -38,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, --version, usage errors (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     except InputError as exc:
-        print(f"kvmsev: error: {exc}", file=sys.stderr)
+        # one line whatever the message quotes
+        print(f"kvmsev: error: {exc}".replace("\n", "\\n"), file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:
         return 0

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from kvmsev import __version__
 from kvmsev.host.config import DEFAULT_KERNEL, DEFAULT_PROFILE, HostConfig
-from kvmsev.kvm.behaviour import PRESETS
+from kvmsev.kvm.kernels import NEWEST
 from kvmsev.numbers import parse_int
 
 EXIT_INPUT = 2
@@ -19,6 +19,15 @@ EXIT_INPUT = 2
 
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line, point at this (sub)command's help, and exit 2."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        """``--opt=--`` gives the value "--": argparse would take it for the end-of-options marker
+        and hand over an empty list, which no option means."""
+        if action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"kvmsev: error: {message} (see '{self.prog} --help')\n")
@@ -54,7 +63,8 @@ def add_host_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> No
     g.add_argument(
         "--kernel",
         default=DEFAULT_KERNEL if defaults else None,
-        help=f"kernel preset: {', '.join(PRESETS)} (default {DEFAULT_KERNEL})",
+        help=f"kernel preset: v5.12 ... v{NEWEST}, one per release (default {DEFAULT_KERNEL}; "
+        "see 'kvmsev kernels')",
     )
     repeatable = (
         ("--apply", "PATCH", "apply a patch (repeatable; see 'kvmsev patches')"),

@@ -16,7 +16,7 @@ from kvmsev.hw.cpuid import Cpuid8000001F, parse_leaf
 from kvmsev.hw.profiles import MAX_CPUS, Profile, load
 from kvmsev.kernel import cmdline as cmdline_mod
 from kvmsev.kernel import kconfig as kconfig_mod
-from kvmsev.kvm import patches
+from kvmsev.kvm import kernels
 from kvmsev.kvm.behaviour import Behaviour
 from kvmsev.numbers import decimal
 
@@ -94,7 +94,7 @@ def resolve(config: HostConfig, profile: Profile | None = None) -> ResolvedConfi
         key, setting = bios_mod.parse_assignment(text)
         choices[key] = setting
     platform = bios_mod.apply(profile, choices, override)
-    behaviour = patches.build(config.kernel, list(config.apply), list(config.revert))
+    behaviour = kernels.build(config.kernel, list(config.apply), list(config.revert))
     requested: dict[str, bool] = {}
     for text in config.config:
         symbol, enabled = kconfig_mod.parse_assignment(text)

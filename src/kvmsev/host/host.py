@@ -18,11 +18,13 @@ from kvmsev.host.config import HostConfig, ResolvedConfig, resolve
 from kvmsev.host.stream import Stream
 from kvmsev.hw import cpuid
 from kvmsev.hw.cpuid import Cpuid8000001F
+from kvmsev.hw.svm_features import SvmFeatures
 from kvmsev.kernel import ccp, kconfig
 from kvmsev.kernel.alloc import Allocator
 from kvmsev.kernel.cpufeatures import BootCpuFeatures, detect
 from kvmsev.kernel.misc_cgroup import MiscCgroup
 from kvmsev.kvm import svm
+from kvmsev.kvm.behaviour import Behaviour
 from kvmsev.kvm.cpuid import supported_8000001f
 from kvmsev.kvm.env import Garbage, KernelEnv
 from kvmsev.kvm.oops import KernelOops
@@ -55,6 +57,17 @@ class UnloadResult:
         return sum(self.leaked.values())
 
 
+def ccp_version(b: Behaviour) -> ccp.CcpVersion:
+    """The ccp driver's init path as the kernel behaviour has it."""
+    return ccp.CcpVersion(
+        retry_in_init=b.ccp_retry_in_init,
+        api_line_in_init=b.ccp_retry_in_init,
+        error_line_has_rc=b.ccp_init_error_logs_rc,
+        retry_logged=b.ccp_init_retry_logged,
+        api_line_at_probe_end=b.init_args_api,
+    )
+
+
 @dataclass(slots=True)
 class Host:
     config: ResolvedConfig
@@ -70,7 +83,13 @@ class Host:
     def boot(cls, config: HostConfig | ResolvedConfig) -> Host:
         resolved = config if isinstance(config, ResolvedConfig) else resolve(config)
         platform = resolved.platform
-        features = detect(platform.leaf, platform.msrs, resolved.kconfig, resolved.boot_args.mem_encrypt)
+        features = detect(
+            platform.leaf,
+            platform.msrs,
+            resolved.kconfig,
+            resolved.boot_args.mem_encrypt,
+            resolved.behaviour.sme_flag_needs_active_sme,
+        )
         all_threads = (1 << resolved.nr_cpus) - 1
         api = resolved.profile.sev_api
         psp = Psp(
@@ -96,10 +115,13 @@ class Host:
             kconfig=resolved.kconfig,
             alloc=Allocator(fail_sites=set(resolved.fail_alloc)),
             psp=psp,
-            misc=MiscCgroup(enabled=cgroup_misc),
+            misc=MiscCgroup(
+                enabled=cgroup_misc, log_rejections=resolved.behaviour.misc_charge_rejection_logged
+            ),
             nr_cpus=resolved.nr_cpus,
             online=all_threads,
             svm_nasid=resolved.profile.svm_nasid,
+            svm=SvmFeatures(resolved.profile.svm_edx, resolved.profile.ext21_eax),
             garbage=Garbage(
                 resolved.source.seed, {(c, i): v for c, i, v in resolved.source.sev_vmcbs_garbage}
             ),
@@ -107,6 +129,7 @@ class Host:
             cap_ipc_lock=resolved.source.cap_ipc_lock,
         )
         env.bounce_paddr = env.pages.alloc() << 12
+        env.ccp.version = ccp_version(resolved.behaviour)
         boot_fw = tuple(
             ccp.sev_pci_init(
                 psp,

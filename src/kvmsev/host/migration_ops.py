@@ -15,7 +15,9 @@ from kvmsev.host.host import Host
 from kvmsev.host.launch_ops import pdh_cert_export
 from kvmsev.host.ops import Outcome, sev_cmd, vm_of, write_user
 from kvmsev.host.stream import Packet, Stream
+from kvmsev.kvm.behaviour import MoveEncContext
 from kvmsev.kvm.mirror import svm_vm_copy_asid_from
+from kvmsev.kvm.move import sev_vm_move_enc_context_from
 from kvmsev.kvm.sev_cmd import SevCmd
 
 _ENOENT = -int(Errno.ENOENT)
@@ -139,4 +141,17 @@ def copy_enc_context_from(host: Host, target_name: str, source_name: str, flags:
         return Outcome(-int(Errno.EINVAL))
     source = host.kvm.vms.get(source_name)
     ret = svm_vm_copy_asid_from(host.env.behaviour, host.kvm, target, source, flags)
+    return Outcome(ret, 0, {"asid": target.asid} if ret == 0 else {})
+
+
+def move_enc_context_from(host: Host, target_name: str, source_name: str, flags: int = 0) -> Outcome:
+    """KVM_ENABLE_CAP(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) on the destination with the source VM's
+    fd (:mod:`kvmsev.kvm.move`). Before 5.16 the generic handler answers -EINVAL."""
+    target = vm_of(host, target_name)
+    if host.kvm is None or target is None:
+        return Outcome(_ENOENT)
+    if host.env.behaviour.move_enc_context is MoveEncContext.ABSENT:
+        return Outcome(-int(Errno.EINVAL))
+    source = host.kvm.vms.get(source_name)
+    ret = sev_vm_move_enc_context_from(host.env, host.kvm, target, source, flags)
     return Outcome(ret, 0, {"asid": target.asid} if ret == 0 else {})

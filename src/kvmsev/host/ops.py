@@ -44,14 +44,14 @@ def default_sev_fd(host: Host) -> int:
     return DEV_SEV_FD if host.env.ccp.dev_sev else -1
 
 
-def vm_create(host: Host, name: str, cgroup: str = "/") -> Outcome:
-    """KVM_CREATE_VM from a process in misc cgroup ``cgroup``; without kvm_amd there is no
-    /dev/kvm (-ENOENT)."""
+def vm_create(host: Host, name: str, cgroup: str = "/", vm_type: int = 0) -> Outcome:
+    """KVM_CREATE_VM(``vm_type``) from a process in misc cgroup ``cgroup``; without kvm_amd there
+    is no /dev/kvm (-ENOENT)."""
     if host.kvm is None:
         return Outcome(_ENOENT)
     space = AddressSpace(host.env.psp.memory)
-    vcpu_mod.vm_create(host.env, host.kvm, name, space, host.env.misc.groups[cgroup])
-    return Outcome()
+    vm = vcpu_mod.vm_create(host.env, host.kvm, name, space, host.env.misc.groups[cgroup], vm_type)
+    return Outcome() if vm is not None else Outcome(-int(Errno.EINVAL))
 
 
 def sev_cmd(
@@ -153,6 +153,8 @@ def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
     vm = vm_of(host, vm_name)
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
+    if vm.need_init:  # svm_vcpu_pre_run (6.10): an SEV-typed VM before KVM_SEV_INIT2
+        return Outcome(-int(Errno.EINVAL))
     run = vcpu_mod.vcpu_run(host.env, host.kvm, vm, vm.vcpus[index], cpu)
     result: dict[str, object] = {
         "entered": run.entered,

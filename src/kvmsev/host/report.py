@@ -9,7 +9,9 @@ from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host, LoadResult, UnloadResult
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kvm.asid import usable_range
+from kvmsev.kvm.launch import supported_vmsa_features
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import supported_vm_types
 from kvmsev.outdir import check_new_tree, staged_tree
 
 SCHEMA = "kvmsev.boot/1"
@@ -72,9 +74,9 @@ def boot_dict(
     return out
 
 
-def _range(kvm: KvmAmd, es: bool) -> list[int] | None:
+def _range(host: Host, kvm: KvmAmd, es: bool) -> list[int] | None:
     """The ASIDs KVM can give such guests, or None when every allocation fails."""
-    usable = usable_range(kvm, es)
+    usable = usable_range(host.env.behaviour, kvm, es)
     return None if usable is None else list(usable)
 
 
@@ -96,6 +98,8 @@ def kvm_view(host: Host) -> dict[str, object]:
             "misc_capacity_file": misc.capacity_file(),
             "supported_cpuid_8000001f": None,
             "sev_vmcbs": None,
+            "vm_types": None,
+            "sev_vmsa_features": None,
             "allocated_bytes": host.env.alloc.live_bytes,
         }
     lo, hi = kvm.min_sev_asid, kvm.max_sev_asid
@@ -106,8 +110,8 @@ def kvm_view(host: Host) -> dict[str, object]:
         "npt_enabled": kvm.npt_enabled,
         "min_sev_asid": lo,
         "max_sev_asid": hi,
-        "sev_asid_range": _range(kvm, es=False) if kvm.sev_enabled else None,
-        "sev_es_asid_range": _range(kvm, es=True) if kvm.sev_es_enabled else None,
+        "sev_asid_range": _range(host, kvm, es=False) if kvm.sev_enabled else None,
+        "sev_es_asid_range": _range(host, kvm, es=True) if kvm.sev_es_enabled else None,
         "sysfs": kvm.sysfs(),
         "misc_capacity": dict(misc.capacity) if misc.enabled else None,
         "misc_capacity_file": misc.capacity_file(),
@@ -115,6 +119,8 @@ def kvm_view(host: Host) -> dict[str, object]:
         "sev_vmcbs": None
         if vmcbs is None
         else {"cpus": kvm.sev_vmcbs_cpus, "entries": vmcbs.entries, "zeroed": vmcbs.zeroed},
+        "vm_types": supported_vm_types(host.env, kvm),
+        "sev_vmsa_features": supported_vmsa_features(host.env, kvm) if host.env.behaviour.vm_types else None,
         "allocated_bytes": host.env.alloc.live_bytes,
     }
 

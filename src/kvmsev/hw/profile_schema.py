@@ -129,6 +129,11 @@ class ProfileModel(_Model):
     model: Annotated[StrictInt, Field(ge=0, le=0xFF)]
     threads: Annotated[StrictInt, Field(ge=1, le=MAX_CPUS)]
     cpuid_8000001f: Leaf
+    #: CPUID Fn8000_000A EDX, the SVM feature bits (NRIPS, LbrVirt, VNMI, ...); default: the
+    #: Rome/Naples set (no x2AVIC, no VNMI)
+    cpuid_8000000a_edx: Register = 0x0013BCFF
+    #: CPUID Fn8000_0021 EAX (bit 0 NoNestedDataBp); 0 on parts without the leaf
+    cpuid_80000021_eax: Register = 0
     syscfg: Register64 = 0
     hwcr: Register64 = 1
     sev_firmware: StrictBool = False

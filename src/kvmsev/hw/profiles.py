@@ -51,6 +51,9 @@ class Profile:
     sources: dict[str, str] = field(default_factory=dict)
     #: CPUID Fn8000_000A EBX: ASIDs SVM offers; KVM's per-CPU ``max_asid`` is this minus one
     svm_nasid: int = DEFAULT_SVM_NASID
+    #: CPUID Fn8000_000A EDX (SVM features) and Fn8000_0021 EAX
+    svm_edx: int = 0x0013BCFF
+    ext21_eax: int = 0
 
     def summary(self) -> dict[str, object]:
         return {
@@ -96,6 +99,8 @@ def from_dict(data: Any, where: str) -> Profile:
         bios=model.bios.model_dump(exclude_none=True),
         sources=dict(model.sources),
         svm_nasid=model.svm_nasid,
+        svm_edx=model.cpuid_8000000a_edx,
+        ext21_eax=model.cpuid_80000021_eax,
     )
 
 

@@ -1,4 +1,4 @@
-"""The ccp driver's SEV side (drivers/crypto/ccp/sev-dev.c, psp-dev.c; 5.12 and 5.13), between
+"""The ccp driver's SEV side (drivers/crypto/ccp/sev-dev.c, psp-dev.c; 5.12 onwards), between
 KVM and the PSP.
 
 * Probe, when the PSP offers SEV: ``sev_dev_init`` registers ``/dev/sev`` ("sev enabled"), then
@@ -17,6 +17,13 @@ KVM and the PSP.
 * ``sev_platform_init()`` (KVM_SEV_INIT): 0 at once when the cached state is INIT -- the driver
   caches only UNINIT/INIT and never looks at WORKING -- otherwise the same sequence, no retry.
 
+Later kernels (:class:`CcpVersion`): from 5.17 the INIT retry on SECURE_DATA_INVALID happens in
+``__sev_platform_init_locked`` for every caller (e423b9d75e77), the "SEV API" line is printed
+there after a successful INIT + DF_FLUSH (b64fa5fc9f44), and the probe's failure line carries the
+return code (c8341ac62bed); from 5.19 the retry is logged (a77aba310936); from 6.9 the SNP host
+series' ``sev_pci_init`` prints "SEV%s API:%d.%d build:%d" once more after the INIT attempt,
+whatever its outcome (1ca5614b84ee).
+
 Log lines are the driver's ``dev_*`` lines, prefixed by the PSP's PCI device as the kernel prints
 them ("ccp 0000:22:00.1: ..."; the address is the profile's). A command that reaches the firmware
 returns -EIO with the status in ``*error`` when the status is not SUCCESS; without SEV firmware
@@ -34,6 +41,30 @@ from kvmsev.firmware.result import CommandResult
 from kvmsev.firmware.status import Status
 
 
+@dataclass(frozen=True, slots=True)
+class CcpVersion:
+    """Which shape of the driver's init path the kernel has."""
+
+    #: e423b9d75e77 "crypto: ccp - Move SEV_INIT retry for corrupted data" (5.17)
+    retry_in_init: bool = False
+    #: b64fa5fc9f44 "crypto: ccp - Add psp_init_on_probe module parameter" (5.17): the API line
+    #: moved into ``__sev_platform_init_locked``
+    api_line_in_init: bool = False
+    #: c8341ac62bed "crypto: ccp - Add SEV_INIT rc error logging on init" (5.17)
+    error_line_has_rc: bool = False
+    #: a77aba310936 "crypto: ccp - Log when resetting PSP SEV state" (5.19)
+    retry_logged: bool = False
+    #: 1ca5614b84ee "crypto: ccp: Add support to initialize the AMD-SP for SEV-SNP" (6.9): the
+    #: probe prints the API line again after the INIT attempt
+    api_line_at_probe_end: bool = False
+
+
+#: dev_err text of the retry (a77aba310936; the format string has no newline)
+RETRY_LINE = (
+    "SEV: retrying INIT command because of SECURE_DATA_INVALID error. Retrying once to reset PSP SEV state."
+)
+
+
 @dataclass(slots=True)
 class SevDriver:
     """The driver's state: the cached platform state (``sev->state``) and whether it set up the
@@ -43,16 +74,17 @@ class SevDriver:
     dev_sev: bool = False
     #: the PCI device the driver's log lines name
     device: str = "0000:22:00.1"
+    version: CcpVersion = field(default_factory=CcpVersion)
     log: list[str] = field(default_factory=list)
 
     def dev_log(self, text: str) -> None:
         self.log.append(f"ccp {self.device}: {text}")
 
 
-def _init_locked(
+def _init_once(
     psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
 ) -> CommandResult:
-    """``__sev_platform_init_locked``: INIT; cache INIT; WBINVD on all CPUs; DF_FLUSH."""
+    """INIT; cache INIT; WBINVD on all CPUs; DF_FLUSH (the body of ``__sev_platform_init_locked``)."""
     result = psp.init()
     log(result)
     if not result.ok:
@@ -62,6 +94,29 @@ def _init_locked(
     result = psp.df_flush()
     log(result)
     return result
+
+
+def _init_locked(
+    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
+) -> CommandResult:
+    """``__sev_platform_init_locked``: from 5.17 with the retry and the API line inside."""
+    result = _init_once(psp, driver, wbinvd_all, log)
+    if (
+        driver.version.retry_in_init
+        and result.status is Status.SECURE_DATA_INVALID
+        and not driver.initialized
+    ):
+        if driver.version.retry_logged:
+            driver.dev_log(RETRY_LINE)
+        result = _init_once(psp, driver, wbinvd_all, log)
+    if result.ok and driver.version.api_line_in_init:
+        _api_line(psp, driver)
+    return result
+
+
+def _api_line(psp: Psp, driver: SevDriver) -> None:
+    major, minor, build = psp.api
+    driver.dev_log(f"SEV API:{major}.{minor} build:{build}")
 
 
 def sev_pci_init(
@@ -86,14 +141,18 @@ def sev_pci_init(
     issued.append(status)
     if psp.state:
         issued.append(psp.shutdown())
+    version = driver.version
     result = _init_locked(psp, driver, wbinvd_all, issued.append)
-    if result.status is Status.SECURE_DATA_INVALID:
+    if not version.retry_in_init and result.status is Status.SECURE_DATA_INVALID:
         result = _init_locked(psp, driver, wbinvd_all, issued.append)
     if not result.ok:
-        driver.dev_log(f"SEV: failed to INIT error {result.code:#x}")
-        return issued
-    major, minor, build = psp.api
-    driver.dev_log(f"SEV API:{major}.{minor} build:{build}")
+        rc = f", rc {result.ret}" if version.error_line_has_rc else ""
+        driver.dev_log(f"SEV: failed to INIT error {result.code:#x}{rc}")
+    elif not version.api_line_in_init:
+        _api_line(psp, driver)
+    if version.api_line_at_probe_end:
+        major, minor, build = psp.api
+        driver.dev_log(f"SEV API:{major}.{minor} build:{build}")
     return issued
 
 

@@ -49,8 +49,17 @@ class BootCpuFeatures:
         return ()
 
 
-def detect(leaf: Cpuid8000001F, msrs: Msrs, config: Kconfig, mem_encrypt: str | None) -> BootCpuFeatures:
-    """``get_cpu_cap()`` + ``early_detect_mem_encrypt()`` + ``sme_enable()``."""
+def detect(
+    leaf: Cpuid8000001F,
+    msrs: Msrs,
+    config: Kconfig,
+    mem_encrypt: str | None,
+    sme_flag_needs_active_sme: bool = False,
+) -> BootCpuFeatures:
+    """``get_cpu_cap()`` + ``early_detect_mem_encrypt()`` + ``sme_enable()``; with
+    ``sme_flag_needs_active_sme`` (08f253ec3767 "x86/cpu: Clear SME feature flag when not in use",
+    5.18) the SME bit is cleared unless host SME is active, so /proc/cpuinfo shows ``sme`` only
+    then."""
     word19 = leaf.eax
     if word19 & (cpuid.SME | cpuid.SEV):
         if not msrs.mem_encrypt_enabled:
@@ -65,4 +74,6 @@ def detect(leaf: Cpuid8000001F, msrs: Msrs, config: Kconfig, mem_encrypt: str | 
             sme_active = False
         else:
             sme_active = config[kconfig.AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT]
+    if sme_flag_needs_active_sme and not sme_active:
+        word19 &= ~cpuid.SME
     return BootCpuFeatures(word19, sme_active)

@@ -35,9 +35,14 @@ class MiscCgroup:
     """Capacities, the cgroup tree and usage; ``enabled`` False when the resources are absent."""
 
     enabled: bool
+    #: misc_cg_try_charge logs the first rejection per cgroup and resource (until b03357528fd9
+    #: "misc_cgroup: remove error log to avoid log flood", 5.16)
+    log_rejections: bool = True
     capacity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
     root: MiscCg = field(default_factory=lambda: MiscCg("/", None))
     groups: dict[str, MiscCg] = field(default_factory=dict)
+    #: resources whose WARN_ONCE for a negative usage has fired
+    warned_negative: set[str] = field(default_factory=set)
     #: the checker's number for this object's share of a state fingerprint (never compared)
     fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
 
@@ -70,7 +75,7 @@ class MiscCgroup:
             charged.append(node)
             if node.usage[resource] > node.max[resource] or node.usage[resource] > self.capacity[resource]:
                 lines: list[str] = []
-                if resource not in node.failed:
+                if self.log_rejections and resource not in node.failed:
                     node.failed.add(resource)
                     lines.append(
                         "cgroup: charge rejected by the misc controller for "
@@ -82,13 +87,20 @@ class MiscCgroup:
             node = node.parent
         return 0, []
 
-    def uncharge(self, resource: str, group: MiscCg, amount: int = 1) -> None:
+    def uncharge(self, resource: str, group: MiscCg, amount: int = 1) -> list[str]:
+        """``misc_cg_uncharge()``; a usage that goes negative is a kernel WARNING
+        (``misc_cg_cancel_charge``: "misc cgroup resource %s became less than 0", once per boot)."""
         if not self.enabled:
-            return
+            return []
+        lines: list[str] = []
         node: MiscCg | None = group
         while node is not None:
             node.usage[resource] -= amount
+            if node.usage[resource] < 0 and resource not in self.warned_negative:
+                self.warned_negative.add(resource)
+                lines.append(f"misc cgroup resource {resource} became less than 0")
             node = node.parent
+        return lines
 
     def capacity_file(self) -> str | None:
         """Text of /sys/fs/cgroup/misc.capacity, or None when the controller does not exist."""

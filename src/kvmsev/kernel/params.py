@@ -35,6 +35,9 @@ class ParamType(enum.Enum):
     BOOL = "bool"
 
 
+ULLONG_MAX = 2**64 - 1
+
+
 def kstrtoint(text: str) -> int | Errno:
     """``kstrtoint(s, 0, &res)``: auto-detected base, one optional sign, one trailing newline.
 
@@ -55,9 +58,19 @@ def kstrtoint(text: str) -> int | Errno:
     else:
         base, digits = 10, s
     alphabet = "0123456789abcdef"[:base]
-    if not digits or any(c.lower() not in alphabet for c in digits):
+    # _parse_integer: digits up to the first that does not belong; an overflow of the unsigned
+    # long long accumulator is -ERANGE before anything after the digits is looked at
+    value = 0
+    used = 0
+    for c in digits:
+        if c.lower() not in alphabet:
+            break
+        value = value * base + alphabet.index(c.lower())
+        used += 1
+        if value > ULLONG_MAX:
+            return Errno.ERANGE
+    if not used or used != len(digits):
         return Errno.EINVAL
-    value = int(digits, base)
     if negative:
         value = -value
     if not INT_MIN <= value <= INT_MAX:

@@ -30,6 +30,57 @@ class CpuidMask(enum.Enum):
     MASKED = "masked"
 
 
+class CpuidEbx(enum.Enum):
+    """Which bits of leaf 0x8000001F EBX KVM_GET_SUPPORTED_CPUID passes through."""
+
+    #: up to 5.13: EBX as the host reports it
+    RAW = "raw"
+    #: e39f00f60ebd "KVM: x86: Use kernel's x86_phys_bits to handle reduced MAXPHYADDR" (5.14):
+    #: the physical-address reduction, EBX[11:6], reads 0
+    NO_PA_REDUCTION = "no-pa-reduction"
+    #: 86c4f0d547f6 "KVM: x86: Mask off reserved bits in CPUID.8000001FH" (6.1): EBX[31:12]
+    #: (NumVMPL and reserved) cleared too; only the C-bit position is left
+    C_BIT_ONLY = "c-bit-only"
+
+
+class SetupLog(enum.Enum):
+    """How ``sev_hardware_setup()`` reports its result in the kernel log."""
+
+    #: up to 6.4: "SEV supported: %u ASIDs" and "SEV-ES supported: %u ASIDs", printed only when
+    #: enabled
+    COUNTS = "counts"
+    #: 6d1bc9754b04 "KVM: SVM: enhance info printk's in SEV init" (6.5): "SEV %s (ASIDs %u - %u)"
+    #: and "SEV-ES %s (ASIDs %u - %u)", enabled or disabled, whenever the CPU has the feature
+    RANGES = "ranges"
+
+
+class DebugSwap(enum.Enum):
+    """The SEV-ES DebugSwap VMSA feature and its ``debug_swap`` module parameter."""
+
+    #: before d1f85fbe836e "KVM: SEV: Enable data breakpoints in SEV-ES" (6.6): no such feature
+    ABSENT = "absent"
+    #: 6.6: parameter, default on (forced off unless SEV-ES, DEBUG_SWAP and NO_NESTED_DATA_BP)
+    PARAM_ON = "param-default-on"
+    #: 5abf6dceb066 "SEV: disable SEV-ES DebugSwap by default" (6.8): default off
+    PARAM_OFF = "param-default-off"
+    #: 9587dd7a7ebd "KVM: SVM: Drop the module param to control SEV-ES DebugSwap" (7.0): offered
+    #: whenever the hardware allows it, no parameter
+    NO_PARAM = "no-param"
+
+
+class MoveEncContext(enum.Enum):
+    """KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM (intra-host migration)."""
+
+    #: before b56639318bb2 "KVM: SEV: Add support for SEV intra host migration" (5.16)
+    ABSENT = "absent"
+    #: 5.16-5.17 (17d44a96f000 "KVM: SEV: Prohibit migration of a VM that has mirrors"): a source
+    #: with mirrors is refused (-EBUSY)
+    NO_MIRRORS = "refuses-mirrors"
+    #: b2125513dfc0 "KVM: SEV: Allow SEV intra-host migration of VM with mirrors" (5.18): the
+    #: mirrors follow their owner to the destination
+    WITH_MIRRORS = "moves-mirrors"
+
+
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     """Every behaviour switch of the modeled ``kvm_amd``."""
@@ -127,6 +178,66 @@ class Behaviour:
     #: 79b111427637 "KVM: SEV: Disallow COPY_ENC_CONTEXT_FROM if target has created vCPUs"
     #: (5.16-rc2): a VM that has created a vCPU cannot become a mirror (-EINVAL).
     mirror_target_no_vcpus: bool = False
+    #: 08f253ec3767 "x86/cpu: Clear SME feature flag when not in use" (5.18): /proc/cpuinfo shows
+    #: ``sme`` only when host SME is active
+    sme_flag_needs_active_sme: bool = False
+    #: b03357528fd9 "misc_cgroup: remove error log to avoid log flood" (5.16): a rejected charge is
+    #: counted in misc.events instead of logged
+    misc_charge_rejection_logged: bool = True
+    #: bb2baeb214a7 "KVM: SVM: improve the code readability for ASID management" (5.14): the
+    #: bitmaps are indexed by ASID (``max_sev_asid + 1`` bits, bit 0 unused) instead of ASID - 1.
+    asid_bitmap_real_index: bool = False
+    #: 466eec4a22a7 "KVM: SVM: Use unsigned integers when dealing with ASIDs" (6.9): the search
+    #: bounds are ``unsigned int`` (with CPUID EDX 0 the SEV-ES range wraps to 0..UINT_MAX)
+    asid_unsigned: bool = False
+    #: which bits of 0x8000001F EBX KVM_GET_SUPPORTED_CPUID reports (5.14, 6.1)
+    cpuid_ebx: CpuidEbx = CpuidEbx.RAW
+    #: intra-host migration (5.16, 5.18)
+    move_enc_context: MoveEncContext = MoveEncContext.ABSENT
+    #: "KVM: SVM: add module param to control TSC scaling" and "... LBR virtualization" (5.16):
+    #: svm_hardware_setup prints "TSC scaling supported" and "LBR virtualization supported"
+    svm_tsc_lbrv_lines: bool = False
+    #: c8341ac62bed "crypto: ccp - Add SEV_INIT rc error logging on init" (5.17): the probe's
+    #: failure line is "SEV: failed to INIT error %#x, rc %d"
+    ccp_init_error_logs_rc: bool = False
+    #: e423b9d75e77 "crypto: ccp - Move SEV_INIT retry for corrupted data" with b64fa5fc9f44
+    #: (5.17): the INIT retry and the "SEV API" line move into ``__sev_platform_init_locked``, so
+    #: an INIT that KVM_SEV_INIT triggers is retried and logged too
+    ccp_retry_in_init: bool = False
+    #: a77aba310936 "crypto: ccp - Log when resetting PSP SEV state" (5.19): the retry after
+    #: SECURE_DATA_INVALID is logged
+    ccp_init_retry_logged: bool = False
+    #: 8d20bd638167 "KVM: x86: Unify pr_fmt to use module name for all KVM modules" (6.3): sev.c and
+    #: svm.c lines read "kvm_amd: ..." (and the "kvm: " inside the nested and NPT lines is gone)
+    module_log_prefix: bool = False
+    #: "KVM: SVM: Add VNMI support" series (6.4): "Virtual NMI enabled" on parts with VNMI
+    svm_vnmi: bool = False
+    #: how sev_hardware_setup logs its result (6.5)
+    setup_log: SetupLog = SetupLog.COUNTS
+    #: 80d0f521d59e "KVM: SVM: Require nrips support for SEV guests (and beyond)" (6.6)
+    sev_requires_nrips: bool = False
+    #: SEV-ES DebugSwap and its parameter (6.6, 6.8, 6.10, 7.0)
+    debug_swap: DebugSwap = DebugSwap.ABSENT
+    #: 0aa6b90ef9d7 "KVM: SVM: Add support for allowing zero SEV ASIDs" (6.9): an empty SEV range
+    #: ("unusable" in the log) gets no misc capacity and KVM_SEV_INIT -ENOTTY
+    empty_sev_range_unusable: bool = False
+    #: cc4ce37bed85 "KVM: SVM: Set sev->asid in sev_asid_new() instead of overloading the return"
+    #: (6.9): KVM_SEV_INIT returns the ASID allocator's errno instead of -EBUSY for all
+    asid_errno_propagated: bool = False
+    #: fdd58834d132 "KVM: SVM: Return -EINVAL instead of -EBUSY on attempt to re-init SEV/SEV-ES"
+    #: (6.9)
+    reinit_einval: bool = False
+    #: the SEV-SNP host series' ``sev_platform_init_args`` (6.9): on success KVM_SEV_INIT leaves
+    #: the caller's ``error`` field as it was; on the probe the ccp driver logs "SEV API" twice
+    init_args_api: bool = False
+    #: d922056215617 "KVM: SEV-ES: Disallow SEV-ES guests when X86_FEATURE_LBRV is absent" (6.10):
+    #: the LBRV block runs before SEV setup, so its line comes first
+    lbrv_before_sev: bool = False
+    #: KVM_SEV_INIT2 and VM types (6.10: 26c44aa9e076, 4f5defae7089)
+    vm_types: bool = False
+    #: 7e00013bd339 "KVM: SVM: Remove wbinvd in sev_vm_destroy()" (6.17): destroying an SEV VM no
+    #: longer writes back every CPU's caches
+    vm_destroy_wbinvd: bool = True
 
     def with_fields(self, **changes: object) -> Behaviour:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -178,5 +289,3 @@ V5_13 = V5_12.with_fields(
     mirror_vms=True,
     ccp_requires_sev_feature=True,
 )
-
-PRESETS: dict[str, Behaviour] = {"v5.12": V5_12, "v5.13": V5_13}

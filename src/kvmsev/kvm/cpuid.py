@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from kvmsev.hw import cpuid
 from kvmsev.hw.cpuid import Cpuid8000001F
-from kvmsev.kvm.behaviour import CpuidMask
+from kvmsev.kvm.behaviour import CpuidEbx, CpuidMask
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.state import KvmAmd
 
@@ -43,12 +43,23 @@ def kvm_set_cpu_caps(env: KernelEnv, kvm: KvmAmd) -> None:
     kvm.cpu_caps_8000001f_eax = caps
 
 
+#: EBX bits cleared by e39f00f60ebd (5.14: the physical-address reduction, 11:6) and by
+#: 86c4f0d547f6 (6.1: also NumVMPL and the reserved bits, 31:12)
+EBX_CLEARED = {
+    CpuidEbx.RAW: 0,
+    CpuidEbx.NO_PA_REDUCTION: 0x0000_0FC0,
+    CpuidEbx.C_BIT_ONLY: 0xFFFF_FFC0,
+}
+
+
 def supported_8000001f(env: KernelEnv, kvm: KvmAmd) -> Cpuid8000001F:
-    """The leaf as KVM_GET_SUPPORTED_CPUID returns it."""
+    """The leaf as KVM_GET_SUPPORTED_CPUID returns it: zeroes without the SEV cap, otherwise EAX
+    the cap word, EBX with the bits :data:`EBX_CLEARED` says cleared, ECX and EDX raw."""
     mode = env.behaviour.cpuid_mask
+    ebx = env.leaf.ebx & ~EBX_CLEARED[env.behaviour.cpuid_ebx]
     if mode is CpuidMask.RAW:
-        return env.leaf if env.features.has(cpuid.SEV) else ZERO_LEAF
+        return env.leaf.replace(ebx=ebx) if env.features.has(cpuid.SEV) else ZERO_LEAF
     caps = kvm.cpu_caps_8000001f_eax or 0
     # v4 still zeroed the leaf on the host's bit; as merged, on KVM's own cap.
     sev_on = env.features.has(cpuid.SEV) if mode is CpuidMask.V4_POSTED else bool(caps & cpuid.SEV)
-    return env.leaf.replace(eax=caps) if sev_on else ZERO_LEAF
+    return env.leaf.replace(eax=caps, ebx=ebx) if sev_on else ZERO_LEAF

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from kvmsev.firmware.psp import Psp
 from kvmsev.firmware.result import CommandResult
 from kvmsev.hw.cpuid import Cpuid8000001F
+from kvmsev.hw.svm_features import SvmFeatures
 from kvmsev.kernel.alloc import Allocator
 from kvmsev.kernel.ccp import SevDriver
 from kvmsev.kernel.cpufeatures import BootCpuFeatures
@@ -104,6 +105,8 @@ class KernelEnv:
     npt_supported: bool = True
     #: CPUID Fn8000_000A EBX (NASID): svm_hardware_enable sets each CPU's ``max_asid`` to this - 1
     svm_nasid: int = 0x8000
+    #: the SVM feature bits (CPUID Fn8000_000A EDX, Fn8000_0021 EAX)
+    svm: SvmFeatures = field(default_factory=lambda: SvmFeatures(0x0013BCFF))
     trace: Trace = field(default_factory=Trace)
     garbage: Garbage = field(default_factory=Garbage)
     #: per-CPU TLB: cpu -> {asid: serial of the vCPU whose entries may be cached}

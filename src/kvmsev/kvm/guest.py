@@ -109,6 +109,15 @@ class Vm:
     users: int = 1
     #: the VM fd was closed but a mirror still holds the VM (it is destroyed with the last user)
     closed: bool = False
+    #: ``kvm->arch.vm_type`` (KVM_CREATE_VM's argument, 6.10: 0 default, 2 SEV, 3 SEV-ES)
+    vm_type: int = 0
+    #: ``sev->need_init``: an SEV-typed VM before KVM_SEV_INIT2 (KVM_RUN -EINVAL)
+    need_init: bool = False
+    #: ``sev->vmsa_features`` (6.10): the SEV features INIT2 asked for (DebugSwap: 0x20)
+    vmsa_features: int = 0
+    #: ``kvm_vm_dead()``: the VM's context moved away (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 5.16);
+    #: every later VM or vCPU ioctl on it fails -EIO
+    dead: bool = False
     #: the guest owner's side, not the kernel's: the TEK and TIK of the launch session (zero
     #: without one), which its LAUNCH_SECRET packets use
     owner_keys: tuple[bytes, bytes] = (bytes(16), bytes(16))

@@ -62,6 +62,8 @@ def handler(env: KernelEnv, cmd_id: int) -> Handler | None:
     which = SevCmd(cmd_id)
     if env.behaviour.migration_commands and which in MIGRATION_HANDLERS:
         return MIGRATION_HANDLERS[which]
+    if which is SevCmd.INIT2:
+        return launch.sev_guest_init2 if env.behaviour.vm_types else None
     return HANDLERS.get(which)
 
 

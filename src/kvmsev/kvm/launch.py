@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from kvmsev.firmware.psp import VMSA_SIZE
 from kvmsev.firmware.result import CommandResult
+from kvmsev.hw import cpuid
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from kvmsev.kernel import ccp
 from kvmsev.kernel.usermem import contiguous_run
 from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
+from kvmsev.kvm.behaviour import DebugSwap
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.oops import null_deref
@@ -34,36 +36,45 @@ from kvmsev.kvm.sev_cmd import (
     sev_unpin_memory,
 )
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import DEFAULT_VM, SEV_ES_VM, SEV_VM
 
 
 def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     """KVM_SEV_INIT / KVM_SEV_ES_INIT (``sev_guest_init``).
 
-    5.13: no vCPUs yet (-EINVAL, 8727906fde6e); not already active (-EBUSY); ``es_active`` set
-    from the command before the ASID is chosen and reset on failure (9fa1521daafb); every ASID
-    failure is reported as -EBUSY (the preset ``ret``); a failing ``sev_platform_init`` returns
-    its error and leaves the ASID awaiting reclaim. 5.12 lacks both fixes: ES_INIT marks the VM
+    5.13: no vCPUs yet (-EINVAL, 8727906fde6e); not already active (-EBUSY; -EINVAL from
+    fdd58834d132, 6.9); ``es_active`` set from the command before the ASID is chosen and reset on
+    failure (9fa1521daafb); every ASID failure is reported as -EBUSY (the preset ``ret``; from
+    cc4ce37bed85, 6.9, the allocator's own errno: -ENOTTY for an empty range, the misc cgroup's
+    -EINVAL or -EBUSY, -EBUSY when no ASID is free); a failing ``sev_platform_init`` returns its
+    error and leaves the ASID awaiting reclaim. 5.12 lacks both 5.13 fixes: ES_INIT marks the VM
     ES first and nothing clears it.
     """
+    if env.behaviour.vm_types:
+        if vm.vm_type != DEFAULT_VM:
+            return EINVAL
+        return _sev_guest_init_typed(
+            env, kvm, vm, cmd, SEV_ES_VM if cmd.id == SevCmd.ES_INIT else SEV_VM, 0, 0
+        )
     fixed = env.behaviour.es_active_set_on_success_only
     if not fixed and cmd.id == SevCmd.ES_INIT:
         vm.es_active = True  # 5.12's sev_es_guest_init, before any check
     if env.behaviour.created_vcpus_check and vm.created_vcpus:
         return EINVAL
     if vm.active:
-        return EBUSY
+        return EINVAL if env.behaviour.reinit_einval else EBUSY
     if fixed:
         vm.es_active = cmd.id == SevCmd.ES_INIT
     asid = sev_asid_new(env, kvm, vm)
     if asid < 0:
         if fixed:
             vm.es_active = False
-        return EBUSY
+        return asid if env.behaviour.asid_errno_propagated else EBUSY
     vm.asid = asid
     ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
     if ret:
         cmd.error = error
-        sev_asid_free(env, kvm, vm, env.behaviour.sev_vmcbs_clear_real_asid)
+        sev_asid_free(env, kvm, vm)
         vm.asid = 0
         if fixed:
             vm.es_active = False
@@ -71,6 +82,73 @@ def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     vm.active = True
     vm.regions = []
     return 0
+
+
+def sev_guest_init2(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_INIT2 (4f5defae7089, 6.10; ``sev_guest_init2``): only on an SEV or SEV-ES typed VM
+    still waiting for it (-EINVAL otherwise), with ``struct kvm_sev_init`` copied in (-EFAULT)."""
+    if not vm.need_init or vm.vm_type not in (SEV_VM, SEV_ES_VM):
+        return EINVAL
+    if cmd.data_fault:
+        return EFAULT
+    return _sev_guest_init_typed(
+        env, kvm, vm, cmd, vm.vm_type, cmd.int("vmsa_features"), cmd.int("flags"), cmd.int("ghcb_version")
+    )
+
+
+def _sev_guest_init_typed(
+    env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd, vm_type: int, vmsa_features: int, flags: int, ghcb: int = 0
+) -> int:
+    """``__sev_guest_init`` (6.10): -EINVAL for vCPUs already created, non-zero ``flags``, VMSA
+    features beyond what KVM offers SEV-ES guests (none for SEV: ``sev_supported_vmsa_features``,
+    DebugSwap when the ``debug_swap`` parameter stayed on), a GHCB version above 2 (or any for
+    SEV), or an SEV guest already; then ASID and platform init as before, and ``need_init``
+    cleared. The legacy KVM_SEV_INIT / ES_INIT come here with no features and GHCB version 0
+    (ES_INIT: 1, the minimum)."""
+    es = vm_type != SEV_VM
+    valid = supported_vmsa_features(env, kvm) if es else 0
+    if vm.created_vcpus or flags or vmsa_features & ~valid:
+        return EINVAL
+    if ghcb > GHCB_VERSION_MAX or (not es and ghcb):
+        return EINVAL
+    if vm.active:
+        return EINVAL
+    vm.es_active = es
+    asid = sev_asid_new(env, kvm, vm)
+    if asid < 0:
+        vm.es_active = False
+        return asid
+    vm.asid = asid
+    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
+    if ret:
+        cmd.error = error
+        sev_asid_free(env, kvm, vm)
+        vm.asid = 0
+        vm.es_active = False
+        return ret
+    vm.active = True
+    vm.vmsa_features = vmsa_features
+    vm.regions = []
+    vm.need_init = False
+    return 0
+
+
+#: GHCB_VERSION_MAX: the GHCB protocol versions KVM supports (6.10)
+GHCB_VERSION_MAX = 2
+#: SVM_SEV_FEAT_DEBUG_SWAP, bit 5 of the VMSA's SEV_FEATURES
+SEV_FEAT_DEBUG_SWAP = 1 << 5
+
+
+def supported_vmsa_features(env: KernelEnv, kvm: KvmAmd) -> int:
+    """``sev_supported_vmsa_features`` (ac5c48027bac, 6.10): DebugSwap when the ``debug_swap``
+    parameter survived setup (7.0: when SEV-ES is on and the CPU allows it)."""
+    if not env.behaviour.vm_types:
+        return 0
+    if env.behaviour.debug_swap is DebugSwap.NO_PARAM:
+        offered = kvm.sev_es_enabled and env.features.has(cpuid.DEBUG_SWAP) and env.svm.no_nested_data_bp
+    else:
+        offered = bool(kvm.params.get("debug_swap", False))
+    return SEV_FEAT_DEBUG_SWAP if offered else 0
 
 
 def sev_bind_asid(env: KernelEnv, vm: Vm, handle: int, cmd: Cmd) -> int:

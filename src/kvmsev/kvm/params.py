@@ -10,8 +10,15 @@
   reads ``N`` on a CPU without NPT.
 * ``nested``: ``static int nested = true; module_param(nested, int, S_IRUGO)`` (svm.c); it gates
   the "Nested Virtualization enabled" line.
+* ``nrips``, ``vls``, ``vgif`` (``int``, every modeled kernel), ``lbrv`` and ``tsc_scaling``
+  (``int``, f800650a4ed2 and 4c84926e229e, 5.16), ``vnmi`` (``bool``, fa4c027a7956, 6.4): each
+  cleared when the CPU lacks the feature (``vls`` also without NPT), so sysfs shows the outcome;
+  ``nrips`` gates SEV from 6.6 and ``lbrv`` SEV-ES from 6.10.
+* ``debug_swap`` (``bool``, sev.c, 6.6 to 6.19): default on in 6.6 and from 6.10, off in 6.8 and
+  6.9; forced off unless SEV-ES ended up enabled on a CPU with DEBUG_SWAP and NO_NESTED_DATA_BP.
 
-Other ``kvm_amd`` parameters (avic, vls, vgif, pause_filter_*, ...) are not modeled.
+Other ``kvm_amd`` parameters (avic, pause_filter_*, dump_invalid_vmcb, intercept_smi, ...) are
+not modeled.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from kvmsev.kernel import kconfig
 from kvmsev.kernel.kconfig import Kconfig
 from kvmsev.kernel.params import ParamDecl, ParamType
-from kvmsev.kvm.behaviour import Behaviour
+from kvmsev.kvm.behaviour import Behaviour, DebugSwap
 
 
 def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
@@ -27,7 +34,14 @@ def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
     decls = [
         ParamDecl("npt", ParamType.BOOL, True),
         ParamDecl("nested", ParamType.INT, 1),
+        ParamDecl("nrips", ParamType.INT, 1),
+        ParamDecl("vls", ParamType.INT, 1),
+        ParamDecl("vgif", ParamType.INT, 1),
     ]
+    if behaviour.svm_tsc_lbrv_lines:
+        decls += [ParamDecl("lbrv", ParamType.INT, 1), ParamDecl("tsc_scaling", ParamType.INT, 1)]
+    if behaviour.svm_vnmi:
+        decls.append(ParamDecl("vnmi", ParamType.BOOL, True))
     if behaviour.sev_params_need_kconfig and not config[kconfig.KVM_AMD_SEV]:
         return decls
     # Before 6c2c7bf5803c the default followed the host-SME Kconfig default.
@@ -36,4 +50,6 @@ def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
     value: int | bool = default if kind is ParamType.BOOL else int(default)
     decls.append(ParamDecl("sev", kind, value))
     decls.append(ParamDecl("sev_es", kind, value))
+    if behaviour.debug_swap in (DebugSwap.PARAM_ON, DebugSwap.PARAM_OFF):
+        decls.append(ParamDecl("debug_swap", ParamType.BOOL, behaviour.debug_swap is DebugSwap.PARAM_ON))
     return decls

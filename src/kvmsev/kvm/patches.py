@@ -12,43 +12,12 @@ for a model to represent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from kvmsev.errors import InputError
-from kvmsev.kvm.behaviour import PRESETS, Behaviour, CpuidMask
+from kvmsev.kvm.behaviour import CpuidMask
+from kvmsev.kvm.later import LATER
+from kvmsev.kvm.patch import Patch
 
-
-@dataclass(frozen=True, slots=True)
-class Patch:
-    name: str
-    number: str
-    commit: str
-    subject: str
-    kind: str
-    field: str | None
-    change: str
-    applied: object = True
-    reverted: object = False
-    #: "series" (merged as part of it), "v4" (posted, not merged), "5.13" (other SEV fixes merged
-    #: in the same window, part of the v5.13 preset), "later" (after 5.13; in no preset)
-    group: str = "series"
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "number": self.number,
-            "commit": self.commit,
-            "subject": self.subject,
-            "kind": self.kind,
-            "changes_behaviour": self.kind == "behaviour",
-            "switch": self.field,
-            "group": self.group,
-            "change": self.change,
-        }
-
-
-PATCHES: tuple[Patch, ...] = (
+SERIES_AND_5_13: tuple[Patch, ...] = (
     Patch(
         "zero-vmcb-array",
         "01",
@@ -285,83 +254,10 @@ PATCHES: tuple[Patch, ...] = (
         "INIT, 'SEV: memory encryption not enabled by BIOS' in dmesg",
         group="5.13",
     ),
-    Patch(
-        "off-by-one-fix",
-        "5.14",
-        "179c6c27bf48",
-        "KVM: SVM: Fix off-by-one indexing when nullifying last used SEV VMCB",
-        "behaviour",
-        "sev_vmcbs_clear_real_asid",
-        "sev_asid_free clears sev_vmcbs[asid] on every CPU instead of sev_vmcbs[asid - 1]: a recycled "
-        "ASID's first entry on each CPU gets pre_sev_run's flush request too",
-        group="later",
-    ),
-    Patch(
-        "last-vmentry-cpu-minus-one",
-        "5.14",
-        "(2021-06)",
-        "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken",
-        "behaviour",
-        "last_vmentry_cpu_starts_minus_one",
-        "a new vCPU's last_vmentry_cpu starts at -1, so pre_sev_run also asks for a flush on its "
-        "first VM entry (which kvm_mmu_load already flushes)",
-        group="later",
-    ),
-    Patch(
-        "migration-pin-errors",
-        "5.14",
-        "c7a1b2b678c5",
-        "KVM: SVM: Fix sev_pin_memory() error checks in SEV migration utilities",
-        "behaviour",
-        "migration_pin_error_checked",
-        "SEND/RECEIVE_UPDATE_DATA return the pin error instead of dereferencing it (a host oops), and "
-        "a header that cannot be copied out is -EFAULT (with b4a693924aab)",
-        group="later",
-    ),
-    Patch(
-        "receive-start-decommission",
-        "5.15",
-        "f1815e0aa770",
-        "KVM: SVM: fix missing sev_decommission in sev_receive_start",
-        "behaviour",
-        "receive_start_decommission_on_bind_failure",
-        "RECEIVE_START whose ACTIVATE fails DECOMMISSIONs the new context instead of leaking it",
-        group="later",
-    ),
-    Patch(
-        "mirror-copies-es",
-        "5.15",
-        "f43c887cb7cb",
-        "KVM: SEV: Update svm_vm_copy_asid_from for SEV-ES",
-        "behaviour",
-        "mirror_copies_es_handle_fd",
-        "a mirror also gets its owner's es_active, handle and sev_fd, so a mirror of an SEV-ES guest is "
-        "an SEV-ES guest",
-        group="later",
-    ),
-    Patch(
-        "mirror-allow-list",
-        "5.15",
-        "5b92b6ca92b6",
-        "KVM: SEV: Allow some commands for mirror VM",
-        "behaviour",
-        "mirror_cmd_allow_list",
-        "LAUNCH_UPDATE_VMSA, GUEST_STATUS, DBG_DECRYPT and DBG_ENCRYPT work on a mirror",
-        group="later",
-    ),
-    Patch(
-        "mirror-no-vcpus",
-        "5.16",
-        "79b111427637",
-        "KVM: SEV: Disallow COPY_ENC_CONTEXT_FROM if target has created vCPUs",
-        "behaviour",
-        "mirror_target_no_vcpus",
-        "a VM that has created a vCPU cannot become a mirror (-EINVAL): every mirror vCPU is new and "
-        "flushes on its first run",
-        group="later",
-    ),
 )
 
+#: everything a preset is built from, in release order (later kernels: :mod:`kvmsev.kvm.later`)
+PATCHES: tuple[Patch, ...] = SERIES_AND_5_13 + LATER
 BY_NAME: dict[str, Patch] = {p.name: p for p in PATCHES}
 
 
@@ -376,32 +272,3 @@ def lookup(name: str, option: str) -> tuple[Patch, str]:
             option, f"{name!r} is cosmetic: the model has nothing that differs with or without it"
         )
     return patch, patch.field
-
-
-def preset(name: str) -> Behaviour:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        known = ", ".join(PRESETS)
-        raise InputError("--kernel", f"unknown kernel {name!r} (known: {known})") from None
-
-
-def build(kernel: str, apply: Sequence[str] = (), revert: Sequence[str] = ()) -> Behaviour:
-    """A preset with patches reverted, then applied, each one on its own.
-
-    Reverts go first so that ``--revert cpuid-mask --apply cpuid-mask-v4`` swaps one version of a
-    patch for the other. Applying a patch the kernel already has, or reverting one it lacks, is
-    refused: the request would silently do nothing, which is never what the user meant.
-    """
-    behaviour = preset(kernel)
-    for name in revert:
-        patch, field = lookup(name, "--revert")
-        if getattr(behaviour, field) != patch.applied:
-            raise InputError("--revert", f"{name!r} is not in {kernel}")
-        behaviour = behaviour.with_fields(**{field: patch.reverted})
-    for name in apply:
-        patch, field = lookup(name, "--apply")
-        if getattr(behaviour, field) == patch.applied:
-            raise InputError("--apply", f"{name!r} is already in {kernel}")
-        behaviour = behaviour.with_fields(**{field: patch.applied})
-    return behaviour

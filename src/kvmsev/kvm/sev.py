@@ -1,9 +1,9 @@
-"""SEV setup, teardown and the cache-flush primitive (arch/x86/kvm/svm/sev.c, 5.12 and 5.13).
+"""SEV setup, teardown and the cache-flush primitive (arch/x86/kvm/svm/sev.c, 5.12 onwards).
 
-Both shapes of each function are here, selected by :class:`~kvmsev.kvm.behaviour.Behaviour`
-fields; docstrings give the order of steps and the commits that changed them. Messages are
-printed with no prefix: sev.c defines no ``pr_fmt`` in 5.12/5.13, so real logs read
-"SEV supported: 509 ASIDs".
+Every shape of each function is here, selected by :class:`~kvmsev.kvm.behaviour.Behaviour`
+fields; docstrings give the order of steps and the commits that changed them. sev.c defines no
+``pr_fmt`` until 8d20bd638167 (6.3), so logs read "SEV supported: 509 ASIDs" before it and
+"kvm_amd: SEV enabled (ASIDs 1 - 509)" after 6d1bc9754b04 (6.5).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from kvmsev.hw import cpuid
 from kvmsev.kernel import kconfig
 from kvmsev.kernel.alloc import POINTER_SIZE, bitmap_bytes
 from kvmsev.kernel.bitops import find_next_bit
+from kvmsev.kvm.behaviour import SetupLog
 from kvmsev.kvm.env import KernelEnv, c_hex_alt
 from kvmsev.kvm.guest import SevVmcbs
 from kvmsev.kvm.oops import null_deref
@@ -40,34 +41,48 @@ def sev_gate(env: KernelEnv, kvm: KvmAmd) -> bool:
     return svm_sev_enabled(env, kvm)
 
 
+def log_prefix(env: KernelEnv) -> str:
+    """sev.c's ``pr_fmt``: none until 8d20bd638167 (6.3), then the module name."""
+    return "kvm_amd: " if env.behaviour.module_log_prefix else ""
+
+
 def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
     """Decide SEV and SEV-ES, read the ASID range, allocate the bitmaps, print the result.
 
-    Steps (5.12; the 5.13 differences in brackets):
+    Steps (5.12; later changes in brackets):
 
-    0. [e8126bdaf194: always called; leave unless CONFIG_KVM_AMD_SEV, ``sev`` and -- with
-       fa13680f5668 -- ``npt_enabled``.]
-    1. Leave unless the host kernel has X86_FEATURE_SEV.
-    2. CPUID 0x8000001F: ``sev_enc_bit = EBX & 0x3f``, ``max_sev_asid = ECX``; leave if no ASIDs
-       (``svm_sev_enabled()``, [8cb756b7bdcc: ``!max_sev_asid``]).
+    0. [e8126bdaf194, 5.13: always called; leave unless CONFIG_KVM_AMD_SEV, ``sev`` and -- with
+       fa13680f5668 -- ``npt_enabled``; 80d0f521d59e, 6.6: and ``nrips``.]
+    1. Leave unless the host kernel has X86_FEATURE_SEV. [5.17 and 6.8 add WARNs for missing
+       DECODEASSISTS and FLUSHBYASID; every modeled part has both.]
+    2. CPUID 0x8000001F: ``sev_enc_bit = EBX & 0x3f``, ``max_sev_asid = ECX``; leave if no ASIDs.
     3. ``min_sev_asid = EDX``.
-    4. Allocate the ASID bitmap, then the reclaim bitmap (``max_sev_asid`` bits each); on failure
-       of the second, leave -- keeping the first [f31b88b35f90: freeing it].
-    5. [7aef27f0b2a8: misc cgroup capacity ``sev = max - min + 1``, unsigned 32-bit.]
-       Print "SEV supported: %u ASIDs" with ``max - min + 1`` (wraps when ``min > max + 1``).
-    6. SEV-ES: leave unless ``sev_es``, X86_FEATURE_SEV_ES and ``min_sev_asid != 1`` (note: an
-       EDX of 0 passes and prints ``min - 1`` wrapped); [capacity ``sev_es = min - 1``;] print
-       "SEV-ES supported: %u ASIDs".
-    7. Always: ``sev = sev_supported; sev_es = sev_es_supported``.
+    4. Allocate the ASID bitmap, then the reclaim bitmap (``max_sev_asid`` bits each; [5.14:
+       ``max_sev_asid + 1``]); on failure of the second, leave -- keeping the first
+       [f31b88b35f90: freeing it].
+    5. [7aef27f0b2a8: misc capacity ``sev = max - min + 1``, unsigned; 0aa6b90ef9d7, 6.9: only
+       when ``min <= max``.] Print "SEV supported: %u ASIDs" [until 6.4].
+    6. SEV-ES: leave unless ``sev_es``, X86_FEATURE_SEV_ES [d922056215617, 6.10: and ``lbrv``]
+       and ``min_sev_asid != 1`` (an EDX of 0 passes and prints ``min - 1`` wrapped); [capacity
+       ``sev_es = min - 1``;] print "SEV-ES supported: %u ASIDs" [until 6.4]. [6.0 also leaves
+       when MMIO caching is off; it is on for every modeled part and command line.]
+    7. ``out:`` [6d1bc9754b04, 6.5: print "SEV %s (ASIDs %u - %u)" and "SEV-ES %s (ASIDs %u -
+       %u)" whenever the CPU has the feature, whatever happened above; 0aa6b90ef9d7, 6.9: an SEV
+       range with ``min > max`` reads "unusable"]; ``sev = sev_supported; sev_es =
+       sev_es_supported``; [6.6: ``debug_swap`` forced off unless SEV-ES ended up on and the CPU
+       has DEBUG_SWAP and NO_NESTED_DATA_BP.]
     """
     b = env.behaviour
     sev_supported = False
     sev_es_supported = False
+    prefix = log_prefix(env)
     try:
         if b.sev_setup_called_unconditionally:
             if not env.kconfig[kconfig.KVM_AMD_SEV] or not kvm.params.get("sev", False):
                 return
             if b.sev_requires_npt and not kvm.npt_enabled:
+                return
+            if b.sev_requires_nrips and not kvm.params.get("nrips", True):
                 return
         if not env.features.has(cpuid.SEV):
             return
@@ -80,7 +95,7 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
             return
         kvm.min_sev_asid = env.leaf.edx
 
-        size = bitmap_bytes(kvm.max_sev_asid)
+        size = bitmap_bytes(kvm.max_sev_asid + 1 if b.asid_bitmap_real_index else kvm.max_sev_asid)
         if not env.alloc.alloc(ASID_BITMAP, size):
             return
         kvm.sev_asid_bitmap = 0
@@ -92,24 +107,58 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
         kvm.sev_reclaim_asid_bitmap = 0
 
         sev_asid_count = (kvm.max_sev_asid - kvm.min_sev_asid + 1) & U32
-        if b.misc_cgroup and env.misc.set_capacity("sev", sev_asid_count):
-            return
-        env.trace.dmesg(f"SEV supported: {sev_asid_count} ASIDs")
+        if b.misc_cgroup and (not b.empty_sev_range_unusable or kvm.min_sev_asid <= kvm.max_sev_asid):
+            # 106ed2cad9f7 (6.5) only WARNs on failure; the model's capacities cannot fail
+            env.misc.set_capacity("sev", sev_asid_count)
+        if b.setup_log is SetupLog.COUNTS:
+            env.trace.dmesg(f"{prefix}SEV supported: {sev_asid_count} ASIDs")
         sev_supported = True
 
         if not kvm.params.get("sev_es", False):
             return
         if not env.features.has(cpuid.SEV_ES):
             return
+        if b.lbrv_before_sev and not kvm.params.get("lbrv", True):
+            return
         if kvm.min_sev_asid == 1:
             return
         sev_es_asid_count = (kvm.min_sev_asid - 1) & U32
-        if b.misc_cgroup and env.misc.set_capacity("sev_es", sev_es_asid_count):
-            return
-        env.trace.dmesg(f"SEV-ES supported: {sev_es_asid_count} ASIDs")
+        if b.misc_cgroup:
+            env.misc.set_capacity("sev_es", sev_es_asid_count)
+        if b.setup_log is SetupLog.COUNTS:
+            env.trace.dmesg(f"{prefix}SEV-ES supported: {sev_es_asid_count} ASIDs")
         sev_es_supported = True
     finally:
+        if b.setup_log is SetupLog.RANGES:
+            _log_ranges(env, kvm, sev_supported, sev_es_supported)
         write_back_params(kvm, sev_supported, sev_es_supported)
+        _force_debug_swap(env, kvm, sev_es_supported)
+
+
+def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
+    """6d1bc9754b04's lines at ``out:`` (printed with ``%u``, so ``min - 1`` wraps for EDX 0)."""
+    prefix = log_prefix(env)
+    low, high = kvm.min_sev_asid, kvm.max_sev_asid
+    if env.features.has(cpuid.SEV):
+        if not sev:
+            word = "disabled"
+        elif low <= high or not env.behaviour.empty_sev_range_unusable:
+            word = "enabled"
+        else:
+            word = "unusable"
+        env.trace.dmesg(f"{prefix}SEV {word} (ASIDs {low} - {high})")
+    if env.features.has(cpuid.SEV_ES):
+        word = "enabled" if sev_es else "disabled"
+        env.trace.dmesg(f"{prefix}SEV-ES {word} (ASIDs {1 if low > 1 else 0} - {(low - 1) & U32})")
+
+
+def _force_debug_swap(env: KernelEnv, kvm: KvmAmd, sev_es: bool) -> None:
+    """The ``debug_swap`` parameter reads Y only when SEV-ES is on and the CPU has DEBUG_SWAP
+    (0x8000001F EAX bit 14) and NO_NESTED_DATA_BP (0x80000021 EAX bit 0) (6.6-6.19)."""
+    if "debug_swap" not in kvm.params:
+        return
+    if not (sev_es and env.features.has(cpuid.DEBUG_SWAP) and env.svm.no_nested_data_bp):
+        kvm.params["debug_swap"] = False
 
 
 def write_back_params(kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
@@ -123,21 +172,30 @@ def write_back_params(kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
             kvm.params[name] = value if isinstance(kvm.params[name], bool) else int(value)
 
 
-def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, min_pos: int = 0, max_pos: int | None = None) -> int:
+def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, low: int = 0, high: int | None = None) -> int:
     """WBINVD on every online CPU, then DF_FLUSH, under ``sev_deactivate_lock`` for write.
 
-    After 469bb32b68d5 the function first looks for a set bit of the reclaim bitmap in
-    ``[min_pos, max_pos)`` (bitmap positions) and returns ``-EBUSY`` without flushing when there
-    is none; a NULL reclaim bitmap there is a NULL dereference (``find_next_bit``). On failure it
+    After 469bb32b68d5 the function first looks for an ASID awaiting reclaim in the range and
+    returns ``-EBUSY`` without flushing when there is none; a NULL reclaim bitmap there is a NULL
+    dereference (``find_next_bit``). The range is in the allocator's terms
+    (:func:`kvmsev.kvm.asid.asid_range`): bitmap positions ``[low, high)`` in 5.13, ASIDs
+    ``[low, high]`` from 5.14 (searched over the whole ``nr_asids`` bitmap). On failure it
     prints "SEV: DF_FLUSH failed, ret=%d, error=%#x" (``error`` starts at 0, so a driver-level
     failure such as -ENODEV prints ``error=0``).
     """
-    if env.behaviour.flush_only_if_reclaim_pending:
+    b = env.behaviour
+    if b.flush_only_if_reclaim_pending:
         if kvm.sev_reclaim_asid_bitmap is None:
             raise null_deref("sev_flush_asids: find_next_bit(sev_reclaim_asid_bitmap)")
-        bound = kvm.max_sev_asid if max_pos is None else max_pos
-        if find_next_bit(kvm.sev_reclaim_asid_bitmap, bound, min_pos) >= bound:
-            return -Errno.EBUSY
+        reclaim = kvm.sev_reclaim_asid_bitmap
+        if b.asid_bitmap_real_index:
+            found = find_next_bit(reclaim, kvm.max_sev_asid + 1, low)
+            if found > (kvm.max_sev_asid if high is None else high):
+                return -Errno.EBUSY
+        else:
+            bound = kvm.max_sev_asid if high is None else high
+            if find_next_bit(reclaim >> 1, bound, low) >= bound:
+                return -Errno.EBUSY
     env.wbinvd_on_all_cpus()
     result = env.psp.df_flush()
     env.trace.fw(result)
@@ -147,7 +205,7 @@ def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, min_pos: int = 0, max_pos: int 
         else:
             env.df_flush_failures += 1
         error = 0 if result.status is None else int(result.status)
-        env.trace.dmesg(f"SEV: DF_FLUSH failed, ret={result.ret}, error={c_hex_alt(error)}")
+        env.trace.dmesg(f"{log_prefix(env)}SEV: DF_FLUSH failed, ret={result.ret}, error={c_hex_alt(error)}")
     return result.ret
 
 
@@ -162,7 +220,9 @@ def sev_hardware_teardown(env: KernelEnv, kvm: KvmAmd) -> None:
     if not sev_gate(env, kvm):
         return
     if env.behaviour.flush_only_if_reclaim_pending:
-        sev_flush_asids(env, kvm, 0, kvm.max_sev_asid)
+        # 5.13: positions 0..max-1; bb2baeb214a7 (5.14): ASIDs 1..max
+        first = 1 if env.behaviour.asid_bitmap_real_index else 0
+        sev_flush_asids(env, kvm, first, kvm.max_sev_asid)
         _free_bitmaps(env, kvm)
     else:
         _free_bitmaps(env, kvm)

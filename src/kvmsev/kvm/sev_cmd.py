@@ -57,6 +57,8 @@ class SevCmd(enum.IntEnum):
     CERT_EXPORT = 19
     GET_ATTESTATION_REPORT = 20
     SEND_CANCEL = 21
+    #: 4f5defae7089 "KVM: SEV: introduce KVM_SEV_INIT2 operation" (6.10)
+    INIT2 = 22
 
 
 @dataclass(slots=True)

@@ -56,6 +56,7 @@ from kvmsev.kvm.hardware import (
 from kvmsev.kvm.launch import sev_unbind_asid
 from kvmsev.kvm.sev_cmd import sev_unpin_memory
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import DEFAULT_VM, SW_PROTECTED_VM, type_supported
 
 #: who asked for a flush of the ASID's TLB entries on one VMRUN (the ``by`` of a tlb_flush event)
 BY_MMU_LOAD = "kvm_mmu_load"
@@ -84,12 +85,18 @@ class RunResult:
         return None if self.entered else "KVM_EXIT_FAIL_ENTRY"
 
 
-def vm_create(env: KernelEnv, kvm: KvmAmd, name: str, memory: AddressSpace, cgroup: MiscCg) -> Vm:
-    """KVM_CREATE_VM: nothing SEV-specific happens yet; the first VM enables virtualization on
-    every online CPU (``kvm_create_vm`` -> ``hardware_enable_all``)."""
+def vm_create(
+    env: KernelEnv, kvm: KvmAmd, name: str, memory: AddressSpace, cgroup: MiscCg, vm_type: int = 0
+) -> Vm | None:
+    """KVM_CREATE_VM: an unsupported type fails (None: -EINVAL, :mod:`kvmsev.kvm.vm_types`);
+    an SEV-typed VM waits for KVM_SEV_INIT2 (``svm_vm_init``: ``need_init``). Nothing else
+    SEV-specific happens yet; the first VM enables virtualization on every online CPU
+    (``kvm_create_vm`` -> ``hardware_enable_all``)."""
+    if not type_supported(env, kvm, vm_type):
+        return None
     if not kvm.vms:
         hardware_enable_all(env, kvm)
-    vm = Vm(name, memory, cgroup)
+    vm = Vm(name, memory, cgroup, vm_type=vm_type, need_init=vm_type not in (DEFAULT_VM, SW_PROTECTED_VM))
     kvm.vms[name] = vm
     return vm
 
@@ -175,19 +182,21 @@ def vcpu_run(env: KernelEnv, kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> RunRe
 
 def sev_vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
     """``sev_vm_destroy``: a mirror only drops its reference to the VM it mirrors (which may
-    destroy that VM now); an SEV guest flushes caches, unpins, unbinds its ASID and frees it for
-    reclaim."""
+    destroy that VM now); an SEV guest flushes caches (WBINVD on every CPU, until 7e00013bd339
+    "KVM: SVM: Remove wbinvd in sev_vm_destroy()", 6.17), unpins, unbinds its ASID and frees it
+    for reclaim."""
     if not vm.active:
         return
     if vm.enc_context_owner is not None:
         kvm_put_kvm(env, kvm, kvm.vms[vm.enc_context_owner])
         return
-    env.wbinvd_on_all_cpus()
+    if env.behaviour.vm_destroy_wbinvd:
+        env.wbinvd_on_all_cpus()
     for region in vm.regions:
         sev_unpin_memory(vm, region.npages)
     vm.regions = []
     sev_unbind_asid(env, vm.handle)
-    sev_asid_free(env, kvm, vm, env.behaviour.sev_vmcbs_clear_real_asid)
+    sev_asid_free(env, kvm, vm)
 
 
 def kvm_destroy_vm(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kvmsev.kvm.kernels import NEWEST
 from kvmsev.probe.model import Prediction, kernel_version
 from kvmsev.probe.observe import Observation
 
@@ -25,12 +26,18 @@ def _log_lines(lines: list[str]) -> list[str]:
     return [_DEVICE.sub("ccp: ", _TIMESTAMP.sub("", line)) for line in lines if _RELEVANT.search(line)]
 
 
+#: sysfs parameters whose absence on the host is itself a finding (a kernel with or without the
+#: feature); the others are compared only when the host recorded them
+_ALWAYS_COMPARED = frozenset({"sev", "sev_es", "sev_snp", "debug_swap", "ciphertext_hiding_asids"})
+
+
 def _suspect(obs: Observation) -> tuple[str, str]:
     version = kernel_version(obs.release)
-    if version is not None and version > (5, 13):
-        return "model", f"kernel {obs.release} is newer than the modeled 5.13 behaviour"
+    newest = kernel_version(NEWEST)
+    if version is not None and newest is not None and version > newest:
+        return "model", f"kernel {obs.release} is newer than the newest preset, v{NEWEST}"
     if version is not None and version < (5, 12):
-        return "model", f"kernel {obs.release} is older than the modeled 5.12 behaviour"
+        return "model", f"kernel {obs.release} is older than the oldest preset, v5.12"
     return "host", "the model covers this kernel; the host differs (distribution patches, or a host problem)"
 
 
@@ -51,7 +58,7 @@ def compare(obs: Observation, pred: Prediction | None) -> dict[str, list[dict[st
             )
 
     if obs.kvm_amd_loaded:
-        for name in sorted(set(obs.sysfs) | set(report["sysfs"])):
+        for name in sorted(set(obs.sysfs) | (set(report["sysfs"]) & _ALWAYS_COMPARED)):
             judge(f"sysfs {name}", obs.sysfs.get(name), report["sysfs"].get(name))
     if obs.misc_capacity is not None or report["misc_capacity_file"] not in (None, ""):
         judge("misc.capacity", obs.misc_capacity, report["misc_capacity_file"])

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kvmsev.hw.cpuid import Cpuid8000001F
-from kvmsev.probe.model import Prediction, kernel_version
+from kvmsev.kvm.kernels import NEWEST
+from kvmsev.probe.model import Prediction, kernel_version, preset_for
 from kvmsev.probe.observe import Observation, cpu_count
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
@@ -179,12 +180,21 @@ def _kernel(obs: Observation, pred: Prediction | None, out: list[Check]) -> None
     if version is None:
         out.append(Check("Kernel version", SKIP, cat, "release unknown"))
     else:
-        note = (
-            ""
-            if version in ((5, 12), (5, 13))
-            else f"; compared with the model's {'v5.12' if version < (5, 13) else 'v5.13'}"
-        )
-        out.append(Check("Kernel version", PASS, cat, f"{obs.release}{note}"))
+        preset = preset_for(obs.release)
+        newest = kernel_version(NEWEST)
+        if newest is not None and version > newest:
+            out.append(
+                Check(
+                    "Kernel version",
+                    WARN,
+                    cat,
+                    f"{obs.release} is newer than the newest preset; compared with the model's {preset}",
+                )
+            )
+        else:
+            out.append(
+                Check("Kernel version", PASS, cat, f"{obs.release}; compared with the model's {preset}")
+            )
     if obs.kconfig is None:
         out.append(Check("CONFIG_KVM_AMD_SEV", SKIP, cat, obs.kconfig_reason or "no kernel config"))
     else:

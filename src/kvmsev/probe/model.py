@@ -21,6 +21,7 @@ from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.hw import profiles
 from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT
 from kvmsev.kernel import kconfig
+from kvmsev.kvm.kernels import NEWEST, RELEASES
 from kvmsev.probe.observe import Observation, cpu_count, cpu_mask
 
 
@@ -30,8 +31,13 @@ def kernel_version(release: str | None) -> tuple[int, int] | None:
 
 
 def preset_for(release: str | None) -> str:
+    """The newest preset not newer than the host's kernel: v5.12 for anything older, the newest
+    preset for anything newer (and for an unknown release)."""
     version = kernel_version(release)
-    return "v5.12" if version is not None and version < (5, 13) else "v5.13"
+    if version is None:
+        return f"v{NEWEST}"
+    fitting = [r for r in RELEASES if kernel_version(r) is not None and kernel_version(r) <= version]  # type: ignore[operator]
+    return f"v{fitting[-1] if fitting else RELEASES[0]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,22 @@ from kvmsev.probe.reader import HostReader, Read
 
 MSR_SYSCFG = 0xC0010010
 MSR_SEV_STATUS = 0xC0010131
-KVM_AMD_PARAMS = ("sev", "sev_es", "npt", "nested")
+#: the kvm_amd parameter files the probe reads (those the model has, in any kernel)
+KVM_AMD_PARAMS = (
+    "sev",
+    "sev_es",
+    "sev_snp",
+    "debug_swap",
+    "ciphertext_hiding_asids",
+    "npt",
+    "nested",
+    "nrips",
+    "vls",
+    "vgif",
+    "vnmi",
+    "lbrv",
+    "tsc_scaling",
+)
 
 
 #: a kernel CPU list as ``/sys/devices/system/cpu/online`` prints it (``bitmap_print_to_pagebuf``)

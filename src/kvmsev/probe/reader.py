@@ -81,10 +81,8 @@ class HostReader:
 
     def raw(self, rel: str) -> bytes | None:
         """A regular file's bytes (bounded), or None: what ``--capture`` copies."""
-        if not self.path(rel).is_file():
-            return None
         try:
-            return self._bounded(rel)
+            return self._bounded(rel) if self.path(rel).is_file() else None
         except OSError:
             return None
 

@@ -37,6 +37,10 @@ _SIMPLE_CMDS = {
     "send_cancel": SevCmd.SEND_CANCEL,
     "receive_finish": SevCmd.RECEIVE_FINISH,
 }
+#: ops that name a second VM, the ``source``
+_TWO_VM_OPS = frozenset({"copy_enc_context_from", "move_enc_context_from"})
+#: ops that are not ioctls on the VM (they work on a dead VM)
+_NOT_VM_IOCTLS = frozenset({"vm_destroy", "mem_write"})
 #: ops that name a VM the step's host must have
 _VM_OPS = frozenset(_SIMPLE_CMDS) | {
     "launch_start",
@@ -54,6 +58,8 @@ _VM_OPS = frozenset(_SIMPLE_CMDS) | {
     "vcpu_run",
     "vm_destroy",
     "copy_enc_context_from",
+    "move_enc_context_from",
+    "sev_init2",
     "send_start",
     "send_update_data",
     "receive_start",
@@ -76,7 +82,7 @@ def _check_refs(hosts: Mapping[str, Host], step: Step) -> None:
             )
     elif step.op in _VM_OPS and host.kvm is not None and a["vm"] not in vms:
         raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {', '.join(vms) or 'none'})")
-    if step.op == "copy_enc_context_from" and host.kvm is not None and a["source"] not in host.kvm.vms:
+    if step.op in _TWO_VM_OPS and host.kvm is not None and a["source"] not in host.kvm.vms:
         raise InputError(f"{where}.source", f"no VM {a['source']!r} on this host")
     if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
         raise InputError(f"{where}.cpu", f"CPU {a['cpu']} does not exist (host has {host.env.nr_cpus})")
@@ -148,10 +154,18 @@ def execute(host: Host, step: Step, hosts: Mapping[str, Host] | None = None) -> 
 def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
     a = step.args
     op = step.op
+    vm = ops.vm_of(host, a["vm"]) if op in _VM_OPS else None
+    if vm is not None and vm.dead and op not in _NOT_VM_IOCTLS:
+        return ops.Outcome(-int(Errno.EIO))  # kvm_vm_dead(): every VM and vCPU ioctl
     if op in _SIMPLE_CMDS:
         return ops.sev_cmd(host, a["vm"], _SIMPLE_CMDS[op], {})
     if op == "vm_create":
-        return ops.vm_create(host, a["vm"], a.get("cgroup", "/"))
+        return ops.vm_create(host, a["vm"], a.get("cgroup", "/"), a.get("type", 0))
+    if op == "sev_init2":
+        params = {k: a.get(k, 0) for k in ("vmsa_features", "flags", "ghcb_version")}
+        return ops.sev_cmd(host, a["vm"], SevCmd.INIT2, params, data_fault=a.get("data_fault", False))
+    if op == "move_enc_context_from":
+        return migration_ops.move_enc_context_from(host, a["vm"], a["source"], a.get("flags", 0))
     if op == "launch_start":
         s = a.get("session")
         owner = (
@@ -264,10 +278,19 @@ def _fw_error(code: int) -> dict[str, object] | None:
 
 
 def asid_list(bitmap: int | None) -> list[int] | None:
-    """ASIDs of a 0-based bitmap (position p is ASID p + 1)."""
-    if bitmap is None:
-        return None
-    return [p + 1 for p in range(bitmap.bit_length()) if bitmap >> p & 1]
+    """The ASIDs set in one of KVM's bitmaps (the model indexes them by ASID)."""
+    return None if bitmap is None else set_bits(bitmap)
+
+
+def set_bits(bitmap: int) -> list[int]:
+    """The set bits of ``bitmap``, lowest first, in time proportional to their number (ASIDs can
+    be in the millions on a host whose CPUID says so)."""
+    out = []
+    while bitmap:
+        low = bitmap & -bitmap
+        out.append(low.bit_length() - 1)
+        bitmap ^= low
+    return out
 
 
 def final_state(host: Host) -> dict[str, Any]:
@@ -304,13 +327,11 @@ def final_state(host: Host) -> dict[str, Any]:
                 for vm in kvm.vms.values()
             },
         }
-    asids = sorted(
-        {
-            a
-            for a in range(1, max(psp.asid_allocated, psp.asid_in_use, psp.asid_dirty).bit_length())
-            if psp.asid_state(a) != "clean"
-        }
-    )
+    asids = [
+        a
+        for a in set_bits(psp.asid_allocated | psp.asid_in_use | psp.asid_dirty)
+        if a and psp.asid_state(a) != "clean"
+    ]
     state["firmware"] = {
         "present": psp.present,
         "state": psp.state.name,

@@ -192,6 +192,19 @@ class VmCreate(_Step):
     op: Literal["vm_create"]
     vm: Name
     cgroup: CgroupPath = "/"
+    #: KVM_CREATE_VM's type (6.10: 2 KVM_X86_SEV_VM, 3 KVM_X86_SEV_ES_VM; any other than 0 is
+    #: -EINVAL on older kernels)
+    type: U64 = 0
+
+
+class SevInit2(_OnVm):
+    """KVM_SEV_INIT2 (6.10) with ``struct kvm_sev_init``."""
+
+    op: Literal["sev_init2"]
+    vmsa_features: U64 = 0
+    flags: U32 = 0
+    ghcb_version: Annotated[int, BeforeValidator(_int), Field(ge=0, le=0xFFFF), _int_schema(0, 0xFFFF)] = 0
+    data_fault: bool = False
 
 
 class SimpleCmd(_OnVm):
@@ -340,6 +353,14 @@ class CopyEncContextFrom(_OnVm):
     flags: U64 = 0
 
 
+class MoveEncContextFrom(_OnVm):
+    """KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM on ``vm`` with ``source``'s VM fd (5.16)."""
+
+    op: Literal["move_enc_context_from"]
+    source: Name
+    flags: U64 = 0
+
+
 class SendStart(_OnVm):
     op: Literal["send_start"]
     #: the host migrated to (default: this one); its PDH certificate and chain are used
@@ -397,6 +418,8 @@ STEP_MODELS: tuple[type[_Step], ...] = (
     ModuleLoad,
     FwFault,
     CopyEncContextFrom,
+    MoveEncContextFrom,
+    SevInit2,
     SendStart,
     SendUpdateData,
     ReceiveStart,
@@ -428,6 +451,8 @@ StepModel = Annotated[
     | ModuleLoad
     | FwFault
     | CopyEncContextFrom
+    | MoveEncContextFrom
+    | SevInit2
     | SendStart
     | SendUpdateData
     | ReceiveStart
@@ -633,7 +658,8 @@ def load(path: str) -> Scenario:
     try:
         if p.is_dir():
             raise InputError(path, "is a directory, not a scenario file")
-        raw = p.read_bytes()[: MAX_FILE + 1]
+        with p.open("rb") as handle:  # bounded: the path may be a device or an endless file
+            raw = handle.read(MAX_FILE + 1)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
     if len(raw) > MAX_FILE:

@@ -5,7 +5,31 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from kvmsev.cli.commands import boot, check, cpuid, demo, measure, patches, probe, profiles, run, schema
+from kvmsev.cli.commands import (
+    boot,
+    check,
+    cpuid,
+    demo,
+    kernels,
+    measure,
+    patches,
+    probe,
+    profiles,
+    run,
+    schema,
+)
 
 #: in the order ``kvmsev --help`` lists them
-COMMANDS: tuple[ModuleType, ...] = (boot, run, check, probe, measure, cpuid, profiles, patches, schema, demo)
+COMMANDS: tuple[ModuleType, ...] = (
+    boot,
+    run,
+    check,
+    probe,
+    measure,
+    cpuid,
+    profiles,
+    kernels,
+    patches,
+    schema,
+    demo,
+)

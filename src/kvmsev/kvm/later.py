@@ -1,0 +1,371 @@
+"""What changed in ``kvm_amd`` and the ccp driver's SEV support after 5.13, release by release.
+
+Each entry is one upstream commit (or the commit that carries a small series' visible effect),
+with the release it first appeared in; :mod:`kvmsev.kvm.kernels` builds each preset from the
+previous one plus its release's entries, and each entry is also a ``--apply``/``--revert``
+switch. Releases and hashes were read from the kernel trees of each release where one was
+available (5.14, 5.15, 6.1-6.4, 6.6-6.14, 6.18, 6.19, 7.0, 7.1) and otherwise from the commits'
+push notices and stable mails.
+"""
+
+from __future__ import annotations
+
+from kvmsev.kvm.behaviour import CpuidEbx, DebugSwap, MoveEncContext, SetupLog
+from kvmsev.kvm.patch import Patch
+
+
+def _change(
+    name: str,
+    release: str,
+    commit: str,
+    subject: str,
+    field: str,
+    change: str,
+    applied: object = True,
+    reverted: object = False,
+) -> Patch:
+    return Patch(name, release, commit, subject, "behaviour", field, change, applied, reverted, group=release)
+
+
+_ENTRIES: tuple[Patch, ...] = (
+    Patch(
+        "off-by-one-fix",
+        "5.14",
+        "179c6c27bf48",
+        "KVM: SVM: Fix off-by-one indexing when nullifying last used SEV VMCB",
+        "behaviour",
+        "sev_vmcbs_clear_real_asid",
+        "sev_asid_free clears sev_vmcbs[asid] on every CPU instead of sev_vmcbs[asid - 1]: a recycled "
+        "ASID's first entry on each CPU gets pre_sev_run's flush request too",
+        group="5.14",
+    ),
+    Patch(
+        "last-vmentry-cpu-minus-one",
+        "5.14",
+        "63f5a1909f9e",
+        "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken",
+        "behaviour",
+        "last_vmentry_cpu_starts_minus_one",
+        "a new vCPU's last_vmentry_cpu starts at -1, so pre_sev_run also asks for a flush on its "
+        "first VM entry (which kvm_mmu_load already flushes)",
+        group="5.14",
+    ),
+    Patch(
+        "migration-pin-errors",
+        "5.14",
+        "c7a1b2b678c5",
+        "KVM: SVM: Fix sev_pin_memory() error checks in SEV migration utilities",
+        "behaviour",
+        "migration_pin_error_checked",
+        "SEND/RECEIVE_UPDATE_DATA return the pin error instead of dereferencing it (a host oops), and "
+        "a header that cannot be copied out is -EFAULT (with b4a693924aab)",
+        group="5.14",
+    ),
+    Patch(
+        "receive-start-decommission",
+        "5.15",
+        "f1815e0aa770",
+        "KVM: SVM: fix missing sev_decommission in sev_receive_start",
+        "behaviour",
+        "receive_start_decommission_on_bind_failure",
+        "RECEIVE_START whose ACTIVATE fails DECOMMISSIONs the new context instead of leaking it",
+        group="5.15",
+    ),
+    Patch(
+        "mirror-copies-es",
+        "5.15",
+        "f43c887cb7cb",
+        "KVM: SEV: Update svm_vm_copy_asid_from for SEV-ES",
+        "behaviour",
+        "mirror_copies_es_handle_fd",
+        "a mirror also gets its owner's es_active, handle and sev_fd, so a mirror of an SEV-ES guest is "
+        "an SEV-ES guest",
+        group="5.15",
+    ),
+    Patch(
+        "mirror-allow-list",
+        "5.15",
+        "5b92b6ca92b6",
+        "KVM: SEV: Allow some commands for mirror VM",
+        "behaviour",
+        "mirror_cmd_allow_list",
+        "LAUNCH_UPDATE_VMSA, GUEST_STATUS, DBG_DECRYPT and DBG_ENCRYPT work on a mirror",
+        group="5.15",
+    ),
+    Patch(
+        "mirror-no-vcpus",
+        "5.16",
+        "79b111427637",
+        "KVM: SEV: Disallow COPY_ENC_CONTEXT_FROM if target has created vCPUs",
+        "behaviour",
+        "mirror_target_no_vcpus",
+        "a VM that has created a vCPU cannot become a mirror (-EINVAL): every mirror vCPU is new and "
+        "flushes on its first run",
+        group="5.16",
+    ),
+    _change(
+        "asid-bitmap-real-index",
+        "5.14",
+        "bb2baeb214a7",
+        "KVM: SVM: improve the code readability for ASID management",
+        "asid_bitmap_real_index",
+        "the ASID bitmaps are indexed by ASID (max_sev_asid + 1 bits); with CPUID EDX 0 the SEV range "
+        "starts at 0 and the first SEV guest gets ASID 0, the host's (ACTIVATE then fails INVALID_ASID)",
+    ),
+    _change(
+        "cpuid-ebx-pa-reduction",
+        "5.14",
+        "e39f00f60ebd",
+        "KVM: x86: Use kernel's x86_phys_bits to handle reduced MAXPHYADDR",
+        "cpuid_ebx",
+        "KVM_GET_SUPPORTED_CPUID 0x8000001F EBX[11:6] (physical address reduction) reads 0",
+        CpuidEbx.NO_PA_REDUCTION,
+        CpuidEbx.RAW,
+    ),
+    _change(
+        "move-enc-context",
+        "5.16",
+        "b56639318bb2",
+        "KVM: SEV: Add support for SEV intra host migration",
+        "move_enc_context",
+        "KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM moves an SEV or SEV-ES guest's ASID, handle and pinned "
+        "regions to another VM of the same process and kills the source (-EIO afterwards); a source "
+        "with mirrors is refused (-EBUSY, 17d44a96f000) (with 0b020f5af092 and the 5.16-rc fixes)",
+        MoveEncContext.NO_MIRRORS,
+        MoveEncContext.ABSENT,
+    ),
+    _change(
+        "misc-no-rejection-log",
+        "5.16",
+        "b03357528fd9",
+        "misc_cgroup: remove error log to avoid log flood",
+        "misc_charge_rejection_logged",
+        "a charge over misc.max or the capacity is no longer logged ('cgroup: charge rejected by the "
+        "misc controller ...'); misc.events counts it",
+        False,
+        True,
+    ),
+    _change(
+        "svm-tsc-lbrv-lines",
+        "5.16",
+        "f800650a4ed2",
+        "KVM: x86: SVM: add module param to control TSC scaling",
+        "svm_tsc_lbrv_lines",
+        "parameters tsc_scaling and lbrv (4c84926e229e); 'TSC scaling supported' is printed first and "
+        "'LBR virtualization supported' after vGIF",
+    ),
+    _change(
+        "ccp-init-retry-in-init",
+        "5.17",
+        "e423b9d75e77",
+        "crypto: ccp - Move SEV_INIT retry for corrupted data",
+        "ccp_retry_in_init",
+        "the INIT retry on SECURE_DATA_INVALID and the 'SEV API' line (b64fa5fc9f44) move into "
+        "__sev_platform_init_locked, so an INIT that KVM_SEV_INIT triggers is retried and logged too",
+    ),
+    _change(
+        "ccp-init-error-rc",
+        "5.17",
+        "c8341ac62bed",
+        "crypto: ccp - Add SEV_INIT rc error logging on init",
+        "ccp_init_error_logs_rc",
+        "the probe's failure line reads 'SEV: failed to INIT error %#x, rc %d'",
+    ),
+    _change(
+        "move-with-mirrors",
+        "5.18",
+        "b2125513dfc0",
+        "KVM: SEV: Allow SEV intra-host migration of VM with mirrors",
+        "move_enc_context",
+        "a guest with mirrors can be moved; its mirrors follow it to the destination",
+        MoveEncContext.WITH_MIRRORS,
+        MoveEncContext.NO_MIRRORS,
+    ),
+    _change(
+        "sme-flag-when-active",
+        "5.18",
+        "08f253ec3767",
+        "x86/cpu: Clear SME feature flag when not in use",
+        "sme_flag_needs_active_sme",
+        "/proc/cpuinfo lists sme only when host SME is active (mem_encrypt=on)",
+    ),
+    _change(
+        "ccp-init-retry-logged",
+        "5.19",
+        "a77aba310936",
+        "crypto: ccp - Log when resetting PSP SEV state",
+        "ccp_init_retry_logged",
+        "the INIT retry after SECURE_DATA_INVALID is logged ('SEV: retrying INIT command because of "
+        "SECURE_DATA_INVALID error. ...')",
+    ),
+    _change(
+        "cpuid-ebx-c-bit-only",
+        "6.1",
+        "86c4f0d547f6",
+        "KVM: x86: Mask off reserved bits in CPUID.8000001FH",
+        "cpuid_ebx",
+        "KVM_GET_SUPPORTED_CPUID 0x8000001F EBX keeps only the C-bit position (NumVMPL and reserved "
+        "bits 31:12 read 0)",
+        CpuidEbx.C_BIT_ONLY,
+        CpuidEbx.NO_PA_REDUCTION,
+    ),
+    _change(
+        "module-log-prefix",
+        "6.3",
+        "8d20bd638167",
+        "KVM: x86: Unify pr_fmt to use module name for all KVM modules",
+        "module_log_prefix",
+        "sev.c and svm.c lines read 'kvm_amd: ...' ('kvm_amd: SEV supported: 509 ASIDs', 'kvm_amd: "
+        "Nested Paging enabled')",
+    ),
+    _change(
+        "svm-vnmi",
+        "6.4",
+        "fa4c027a7956",
+        "KVM: x86: Add support for SVM's Virtual NMI",
+        "svm_vnmi",
+        "parameter vnmi; 'Virtual NMI enabled' after vGIF on parts with VNMI (Zen 4 on)",
+    ),
+    _change(
+        "sev-setup-ranges",
+        "6.5",
+        "6d1bc9754b04",
+        "KVM: SVM: enhance info printk's in SEV init",
+        "setup_log",
+        "'SEV enabled|disabled (ASIDs %u - %u)' and 'SEV-ES enabled|disabled (ASIDs %u - %u)' "
+        "replace the 'supported' lines, printed whenever the CPU has the feature",
+        SetupLog.RANGES,
+        SetupLog.COUNTS,
+    ),
+    _change(
+        "sev-requires-nrips",
+        "6.6",
+        "80d0f521d59e",
+        "KVM: SVM: Require nrips support for SEV guests (and beyond)",
+        "sev_requires_nrips",
+        "nrips is decided before SEV setup and SEV stays off without it (kvm_amd.nrips=0)",
+    ),
+    _change(
+        "debug-swap",
+        "6.6",
+        "d1f85fbe836e",
+        "KVM: SEV: Enable data breakpoints in SEV-ES",
+        "debug_swap",
+        "parameter debug_swap (default Y), forced N unless SEV-ES is on and the CPU has DEBUG_SWAP and "
+        "NO_NESTED_DATA_BP",
+        DebugSwap.PARAM_ON,
+        DebugSwap.ABSENT,
+    ),
+    _change(
+        "debug-swap-default-off",
+        "6.8",
+        "5abf6dceb066",
+        "SEV: disable SEV-ES DebugSwap by default",
+        "debug_swap",
+        "debug_swap defaults to N",
+        DebugSwap.PARAM_OFF,
+        DebugSwap.PARAM_ON,
+    ),
+    _change(
+        "asid-unsigned",
+        "6.9",
+        "466eec4a22a7",
+        "KVM: SVM: Use unsigned integers when dealing with ASIDs",
+        "asid_unsigned",
+        "the allocator's bounds are unsigned: with CPUID EDX 0 the SEV-ES range wraps and every SEV-ES "
+        "guest is handed ASID 0",
+    ),
+    _change(
+        "zero-sev-asids",
+        "6.9",
+        "0aa6b90ef9d7",
+        "KVM: SVM: Add support for allowing zero SEV ASIDs",
+        "empty_sev_range_unusable",
+        "an empty SEV range (min > max) is 'unusable' in the log, gets no misc capacity, and "
+        "KVM_SEV_INIT fails -ENOTTY",
+    ),
+    _change(
+        "asid-errno",
+        "6.9",
+        "cc4ce37bed85",
+        "KVM: SVM: Set sev->asid in sev_asid_new() instead of overloading the return",
+        "asid_errno_propagated",
+        "KVM_SEV_INIT returns the allocator's errno (-ENOTTY, the misc cgroup's -EINVAL/-EBUSY, -EBUSY) "
+        "instead of -EBUSY for all",
+    ),
+    _change(
+        "reinit-einval",
+        "6.9",
+        "fdd58834d132",
+        "KVM: SVM: Return -EINVAL instead of -EBUSY on attempt to re-init SEV/SEV-ES",
+        "reinit_einval",
+        "KVM_SEV_INIT / ES_INIT on a VM that is already an SEV guest fails -EINVAL (was -EBUSY)",
+    ),
+    _change(
+        "ccp-init-args",
+        "6.9",
+        "1ca5614b84ee",
+        "crypto: ccp: Add support to initialize the AMD-SP for SEV-SNP",
+        "init_args_api",
+        "sev_platform_init takes struct sev_platform_init_args; the probe logs 'SEV API' a second time "
+        "after its INIT attempt",
+    ),
+    _change(
+        "lbrv-before-sev",
+        "6.10",
+        "d922056215617",
+        "KVM: SEV-ES: Disallow SEV-ES guests when X86_FEATURE_LBRV is absent",
+        "lbrv_before_sev",
+        "the LBRV block runs before SEV setup ('LBR virtualization supported' before the SEV lines) "
+        "and SEV-ES stays off without it (kvm_amd.lbrv=0)",
+    ),
+    _change(
+        "vm-types-init2",
+        "6.10",
+        "4f5defae7089",
+        "KVM: SEV: introduce KVM_SEV_INIT2 operation",
+        "vm_types",
+        "VM types (26c44aa9e076): KVM_CREATE_VM takes KVM_X86_SEV_VM (2) or KVM_X86_SEV_ES_VM (3) when "
+        "KVM enabled them, KVM_CAP_VM_TYPES lists them; such a VM needs KVM_SEV_INIT2 (vmsa_features, "
+        "flags, ghcb_version) before KVM_RUN, and the legacy INIT/ES_INIT refuse it (-EINVAL)",
+    ),
+    _change(
+        "debug-swap-default-on",
+        "6.10",
+        "4dd5ecacb9a4",
+        "KVM: SEV: allow SEV-ES DebugSwap again",
+        "debug_swap",
+        "debug_swap defaults to Y again (used only by KVM_SEV_INIT2 VMs)",
+        DebugSwap.PARAM_ON,
+        DebugSwap.PARAM_OFF,
+    ),
+    _change(
+        "no-wbinvd-at-vm-destroy",
+        "6.17",
+        "7e00013bd339",
+        "KVM: SVM: Remove wbinvd in sev_vm_destroy()",
+        "vm_destroy_wbinvd",
+        "destroying an SEV VM no longer runs WBINVD on every CPU (recycling still does)",
+        False,
+        True,
+    ),
+    _change(
+        "debug-swap-param-removed",
+        "7.0",
+        "9587dd7a7ebd",
+        "KVM: SVM: Drop the module param to control SEV-ES DebugSwap",
+        "debug_swap",
+        "no debug_swap parameter: DebugSwap is offered whenever SEV-ES and the CPU allow it",
+        DebugSwap.NO_PARAM,
+        DebugSwap.PARAM_ON,
+    ),
+)
+
+
+def release_key(release: str) -> tuple[int, ...]:
+    """``"6.10"`` -> ``(6, 10)``, so releases sort as numbers."""
+    return tuple(int(part) for part in release.split("."))
+
+
+#: every later change, in release order (stable within a release)
+LATER: tuple[Patch, ...] = tuple(sorted(_ENTRIES, key=lambda p: release_key(p.group)))
