@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from kvmsev.errors import Errno
-from kvmsev.kernel.params import ParamDecl, ParamType, kstrtobool, kstrtoint, parse_module_args
+from kvmsev.kernel.params import (
+    BoolLetters,
+    ParamDecl,
+    ParamType,
+    kstrtobool,
+    kstrtoint,
+    kstrtouint,
+    parse_module_args,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +113,40 @@ def test_sysfs_text_is_int_or_y_n() -> None:
     assert SEV_INT.render(0) == "0"
     assert SEV_BOOL.render(True) == "Y"
     assert SEV_BOOL.render(False) == "N"
+
+
+@pytest.mark.parametrize(
+    ("text", "letters", "expected"),
+    [
+        ("true", BoolLetters.YES_NO, Errno.EINVAL),
+        ("true", BoolLetters.TRUE_FALSE, True),
+        ("F", BoolLetters.TRUE_FALSE, False),
+        ("enabled", BoolLetters.TRUE_FALSE, Errno.EINVAL),
+        ("enabled", BoolLetters.ENABLED_DISABLED, True),
+        ("Disabled", BoolLetters.ENABLED_DISABLED, False),
+        ("off", BoolLetters.ENABLED_DISABLED, False),
+        ("x", BoolLetters.ENABLED_DISABLED, Errno.EINVAL),
+    ],
+)
+def test_kstrtobool_letters_grow_in_5_19_and_6_16(
+    text: str, letters: BoolLetters, expected: bool | Errno
+) -> None:
+    assert kstrtobool(text, letters) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("40", 40),
+        ("+7", 7),
+        ("0x10", 16),
+        ("4294967295", 4294967295),
+        ("4294967296", Errno.ERANGE),
+        ("-1", Errno.EINVAL),
+        ("-0", Errno.EINVAL),
+        ("+-1", Errno.EINVAL),
+        ("", Errno.EINVAL),
+    ],
+)
+def test_uint_parameters_refuse_any_minus_sign(text: str, expected: int | Errno) -> None:
+    assert kstrtouint(text) == expected

@@ -24,6 +24,7 @@ class Errno(enum.IntEnum):
     ENOMEM = 12
     EFAULT = 14
     EBUSY = 16
+    EEXIST = 17
     ENODEV = 19
     EINVAL = 22
     ENOTTY = 25

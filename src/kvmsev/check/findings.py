@@ -130,4 +130,28 @@ destroyed. Its DEACTIVATE clears every thread's WBINVD_DONE flag, the offline CP
 `hlt_play_dead` or `acpi_idle_play_dead`; `mwait_play_dead` returns at once on AMD), so taking the
 CPU offline after the destroy does not fail. This rests on the firmware's DEACTIVATE and DF_FLUSH
 behaviour (SEV firmware 1.55 source), not on kernel code.
+
+### T4: a PSP init that fails at kvm_amd load leaks the ASID bitmaps (6.16 to 7.1)
+
+Path (`examples/kernels/psp-init-fails-at-load.yaml`, rows v6.16 ... v7.1): `rmmod kvm_amd`
+(from 6.16 its teardown ends in `sev_platform_shutdown`: SHUTDOWN), CPU 1 goes offline,
+`modprobe kvm_amd`, `rmmod kvm_amd`. Line numbers: Linux 6.18 arch/x86/kvm/svm/sev.c.
+
+1. `sev_hardware_setup` allocates both bitmaps (L3056, L3060) and sets the misc capacities
+   (L3069, and SEV-ES's), then at `out:` -- because the `sev` parameter is on -- calls
+   `sev_platform_init` (L3116; 6f1d5a3513c2, 6.16). INIT clears every thread's WBINVD_DONE flag,
+   `wbinvd_on_all_cpus` reaches only the online CPUs, and the DF_FLUSH that
+   `__sev_platform_init_locked` issues next fails with WBINVD_REQUIRED ("ccp ...: SEV: DF_FLUSH
+   failed 0xe, rc -5").
+2. The failure turns SEV, SEV-ES and SNP off (L3117), and `sev_enabled = sev_supported` (L3156).
+3. `sev_hardware_unsetup` returns at once when `sev_enabled` is false (L3172-3175): the bitmaps
+   are never freed, the misc capacities are never reset (misc.capacity keeps listing `sev` and
+   `sev_es` while KVM has SEV off), and the platform, left in INIT by the cached state, is not shut
+   down. 7.1's `sev_hardware_setup` and `sev_hardware_unsetup` read the same.
+
+Checked and not on the path: no other caller frees the bitmaps (`svm_hardware_unsetup` ->
+`sev_hardware_unsetup` only); the allocation is not undone at `out:`. Any other INIT or DF_FLUSH
+failure at load leaks the same way; the offline CPU is the one the model can produce. That DF_FLUSH
+fails after INIT while a CPU is offline rests on the firmware's WBINVD_DONE tracking, as in the
+teardown finding above; the leak itself is kernel code.
 """

@@ -14,7 +14,10 @@ from kvmsev.errors import InputError
 from kvmsev.firmware.guest import Activation
 from kvmsev.host.host import Host
 from kvmsev.hw import cpuid
+from kvmsev.kernel.bitops import set_bits
+from kvmsev.kvm.asid import asid_range
 from kvmsev.kvm.cpuid import supported_8000001f
+from kvmsev.kvm.vm_types import SNP_VM
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +69,19 @@ def asid_ranges(host: Host) -> list[str]:
     if kvm is None:
         return []
     out = []
+    split = host.env.behaviour.split_es_snp_ranges
     for vm in kvm.vms.values():
         if not vm.active:
             continue
         if vm.asid == 0:
             out.append(f"VM {vm.name} holds ASID 0, the host's own")
             continue
-        if vm.es_active and not 1 <= vm.asid < kvm.min_sev_asid:
-            out.append(f"SEV-ES VM {vm.name} holds ASID {vm.asid}, outside 1..{kvm.min_sev_asid - 1}")
+        if vm.es_active:
+            snp = vm.vm_type == SNP_VM
+            low, high = asid_range(host.env.behaviour, kvm, True, snp) if split else (1, kvm.min_sev_asid - 1)
+            if not low <= vm.asid <= high:
+                kind = "SNP" if snp else "SEV-ES"
+                out.append(f"{kind} VM {vm.name} holds ASID {vm.asid}, outside {low}..{high}")
         if not vm.es_active and not kvm.min_sev_asid <= vm.asid <= kvm.max_sev_asid:
             out.append(
                 f"SEV VM {vm.name} holds ASID {vm.asid}, outside {kvm.min_sev_asid}..{kvm.max_sev_asid}"
@@ -96,14 +104,14 @@ def asid_accounting(host: Host) -> list[str]:
     for asid in live:
         expected |= 1 << asid
     if in_use != expected:
-        extra = [a for a in range(in_use.bit_length()) if (in_use & ~expected) >> a & 1]
-        missing = [a for a in range(expected.bit_length()) if (expected & ~in_use) >> a & 1]
+        extra = set_bits(in_use & ~expected)
+        missing = set_bits(expected & ~in_use)
         out.append(
             f"KVM bitmap disagrees with live VMs: allocated without VM {extra}, VM without bit {missing}"
         )
     psp = host.env.psp
-    for asid in range(1, (psp.asid_allocated | psp.asid_in_use).bit_length()):
-        if (psp.asid_allocated | psp.asid_in_use) >> asid & 1 and asid not in live:
+    for asid in set_bits(psp.asid_allocated | psp.asid_in_use):
+        if asid and asid not in live:
             out.append(f"firmware has ASID {asid} bound but no live VM holds it")
     return out
 
@@ -140,7 +148,7 @@ def guest_kind(host: Host) -> list[str]:
         f"VM {vm.name} was initialised with {'KVM_SEV_ES_INIT' if vm.initialised_as_es else 'KVM_SEV_INIT'} "
         f"but KVM has es_active={int(vm.es_active)}"
         for vm in host.kvm.vms.values()
-        if vm.initialised_as_es is not None and vm.es_active != vm.initialised_as_es
+        if vm.active and vm.initialised_as_es is not None and vm.es_active != vm.initialised_as_es
     ]
 
 
@@ -170,19 +178,29 @@ def misc_usage(host: Host) -> list[str]:
     if not misc.enabled or host.kvm is None or not host.env.behaviour.misc_cgroup:
         return []
     out = []
-    for resource in ("sev", "sev_es"):
-        charged = sum(
-            1
-            for vm in host.kvm.vms.values()
-            if vm.misc_cg is not None and vm.es_active == (resource == "sev_es")
-        )
-        if misc.root.usage[resource] != charged:
-            out.append(f"misc {resource} usage {misc.root.usage[resource]} but {charged} VMs charged")
+    for path, group in sorted(misc.groups.items()):
+        for resource in ("sev", "sev_es"):
+            # a charge counts in its cgroup and every ancestor
+            charged = sum(
+                1
+                for vm in host.kvm.vms.values()
+                if vm.misc_cg is not None
+                and vm.es_active == (resource == "sev_es")
+                and _within(vm.misc_cg.path, path)
+            )
+            if group.usage[resource] != charged:
+                out.append(
+                    f"misc {resource} usage in {path} is {group.usage[resource]} but {charged} VMs charged"
+                )
     return out
 
 
+def _within(path: str, ancestor: str) -> bool:
+    return ancestor == "/" or path == ancestor or path.startswith(ancestor + "/")
+
+
 def cpuid_only_supported(host: Host) -> list[str]:
-    """KVM_GET_SUPPORTED_CPUID advertises SEV / SEV-ES only when KVM supports them."""
+    """KVM_GET_SUPPORTED_CPUID advertises SEV / SEV-ES / SEV-SNP only when KVM supports them."""
     kvm = host.kvm
     if kvm is None:
         return []
@@ -192,7 +210,8 @@ def cpuid_only_supported(host: Host) -> list[str]:
         out.append("CPUID 0x8000001F advertises SEV while KVM has SEV off")
     if leaf.eax & cpuid.SEV_ES and not kvm.sev_es_enabled:
         out.append("CPUID 0x8000001F advertises SEV-ES while KVM has SEV-ES off")
-    extra = leaf.eax & (cpuid.SME | cpuid.VM_PAGE_FLUSH | cpuid.SEV_SNP)
+    snp_on = bool(kvm.params.get("sev_snp", False))
+    extra = leaf.eax & (cpuid.SME | cpuid.VM_PAGE_FLUSH | (0 if snp_on else cpuid.SEV_SNP))
     if extra:
         out.append(f"CPUID 0x8000001F advertises host-only bits {extra:#x}")
     return out
@@ -280,7 +299,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     ),
     Invariant(
         "misc_usage",
-        "misc cgroup usage equals the SEV / SEV-ES VMs charged.",
+        "Each misc cgroup's sev / sev_es usage counts the SEV / SEV-ES VMs charged in it and below.",
         "7aef27f0b2a8; kernel/cgroup/misc.c",
         misc_usage,
     ),

@@ -93,6 +93,7 @@ def clone(host: Host) -> Host:
     garbage.resolved = dict(garbage.resolved)
     env.tlb = {cpu: dict(entries) for cpu, entries in env.tlb.items()}
     env.ccp = _shallow(env.ccp)
+    env.ccp.log = list(env.ccp.log)
     pages = env.pages = _shallow(env.pages)
     pages.free_list = list(pages.free_list)
     pages.live = set(pages.live)
@@ -119,6 +120,7 @@ def clone(host: Host) -> Host:
             v.misc_cg = None if vm.misc_cg is None else groups[vm.misc_cg.path]
             v.regions = list(vm.regions)
             v.vcpus = [_shallow(c) for c in vm.vcpus]
+            v.gmem_prepared = set(vm.gmem_prepared)
             vms[name] = v
         kvm.vms = vms
     return new
@@ -144,6 +146,12 @@ def _kvm_part(kvm: Any, garbage: Garbage, nr_cpus: int, nasid: int) -> tuple[Any
                 vm.enc_context_owner,
                 vm.users,
                 vm.closed,
+                vm.dead,
+                vm.vm_type,
+                vm.need_init,
+                vm.vmsa_features,
+                vm.snp_context,
+                tuple(sorted(vm.gmem_prepared)),
                 tuple(
                     (
                         v.vmcb_pfn,
@@ -228,6 +236,11 @@ def _psp_part(psp: Any) -> tuple[Any, ...]:
         psp.asid_all_dirty,
         guests,
         tuple(sorted((int(c), int(st)) for c, st in psp.faults.items())),
+        psp.snp_initialized,
+        tuple(
+            (g.gctx, int(g.state), g.asid, g.active, tuple(sorted(g.pages)))
+            for g in sorted(psp.snp_guests.values(), key=lambda g: g.gctx)
+        ),
     )
 
 
@@ -329,6 +342,13 @@ def _copy_psp(env: Any) -> None:
         psp.identity = _shallow(psp.identity)
     psp.asid_owner = dict(psp.asid_owner)
     psp.faults = dict(psp.faults)
+    psp.snp_guests = {g: _shallow_snp(c) for g, c in psp.snp_guests.items()}
+
+
+def _shallow_snp(context: Any) -> Any:
+    copy = _shallow(context)
+    copy.pages = set(context.pages)
+    return copy
 
 
 def _copy_vm(new: Host, name: str, vcpus: bool) -> Any:
@@ -339,6 +359,7 @@ def _copy_vm(new: Host, name: str, vcpus: bool) -> Any:
     vm = kvm.vms[name] = _shallow(kvm.vms[name])
     vm.vcpus = [_shallow(c) for c in vm.vcpus] if vcpus else list(vm.vcpus)
     vm.regions = list(vm.regions)
+    vm.gmem_prepared = set(vm.gmem_prepared)
     return vm
 
 

@@ -78,3 +78,24 @@ class GuestContext:
             self.digest,
             self.measure,
         )
+
+
+class SnpGuestState(enum.IntEnum):
+    """``GCTX.STATE`` (56860 table 7)."""
+
+    INIT = 0
+    LAUNCH = 1
+    RUNNING = 2
+
+
+@dataclass(slots=True)
+class SnpContext:
+    """One guest context page (GCTX) the firmware owns."""
+
+    gctx: int
+    state: SnpGuestState = SnpGuestState.INIT
+    policy: int = 0
+    asid: int = 0
+    active: bool = False
+    #: guest physical frame numbers already launched (their RMP entries are guest-owned)
+    pages: set[int] = field(default_factory=set)

@@ -40,6 +40,7 @@ from kvmsev.firmware.guest import (
     Activation,
     GuestContext,
     GuestState,
+    SnpContext,
 )
 from kvmsev.firmware.result import ENODEV, CommandResult
 from kvmsev.firmware.result import result as _r
@@ -84,6 +85,9 @@ class PspCore:
     owned: bool = False
     #: the platform's keys and certificates, made when a command first needs them
     identity: PlatformIdentity | None = None
+    #: SEV-SNP (:mod:`kvmsev.firmware.snp`): SNP_INIT done, and the SNP guest contexts by GCTX
+    snp_initialized: bool = False
+    snp_guests: dict[int, SnpContext] = field(default_factory=dict)
     #: injected faults: the next command of each kind fails with the given status, changing
     #: nothing (the checker's "firmware failures" choices; never set by the model itself)
     faults: dict[Command, Status] = field(default_factory=dict)

@@ -76,6 +76,15 @@ class Command(enum.IntEnum):
     RECEIVE_FINISH = 0x53
     DBG_DECRYPT = 0x60
     DBG_ENCRYPT = 0x61
+    SNP_INIT = 0x81
+    SNP_DF_FLUSH = 0x84
+    SNP_INIT_EX = 0x85
+    SNP_DECOMMISSION = 0x90
+    SNP_ACTIVATE = 0x91
+    SNP_GCTX_CREATE = 0x93
+    SNP_LAUNCH_START = 0xA0
+    SNP_LAUNCH_UPDATE = 0xA1
+    SNP_LAUNCH_FINISH = 0xA2
 
 
 class PlatformState(enum.IntEnum):

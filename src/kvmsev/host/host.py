@@ -64,7 +64,9 @@ def ccp_version(b: Behaviour) -> ccp.CcpVersion:
         api_line_in_init=b.ccp_retry_in_init,
         error_line_has_rc=b.ccp_init_error_logs_rc,
         retry_logged=b.ccp_init_retry_logged,
-        api_line_at_probe_end=b.init_args_api,
+        api_line_at_probe_end=b.init_args_api and not b.psp_init_at_kvm_load,
+        init_by_kvm=b.psp_init_at_kvm_load,
+        snp_init=b.snp_host_init,
     )
 
 
@@ -89,6 +91,8 @@ class Host:
             resolved.kconfig,
             resolved.boot_args.mem_encrypt,
             resolved.behaviour.sme_flag_needs_active_sme,
+            resolved.behaviour.snp_host_init,
+            resolved.profile.family,
         )
         all_threads = (1 << resolved.nr_cpus) - 1
         api = resolved.profile.sev_api
@@ -130,6 +134,7 @@ class Host:
         )
         env.bounce_paddr = env.pages.alloc() << 12
         env.ccp.version = ccp_version(resolved.behaviour)
+        env.ccp.host_snp = features.host_snp
         boot_fw = tuple(
             ccp.sev_pci_init(
                 psp,

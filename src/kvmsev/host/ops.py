@@ -71,8 +71,9 @@ def sev_cmd(
     result = ioctl.mem_enc_op(host.env, host.kvm, vm, cmd)
     out: dict[str, object] = {}
     written = cmd.params
-    if cmd_id in (SevCmd.INIT, SevCmd.ES_INIT) and result.ret == 0:
-        vm.initialised_as_es = cmd_id == SevCmd.ES_INIT
+    if cmd_id in (SevCmd.INIT, SevCmd.ES_INIT, SevCmd.INIT2) and result.ret == 0:
+        # INIT2 makes the kind the VM type says: SEV-ES for KVM_X86_SEV_ES_VM and KVM_X86_SNP_VM
+        vm.initialised_as_es = cmd_id == SevCmd.ES_INIT or (cmd_id == SevCmd.INIT2 and vm.vm_type != 2)
         out["asid"] = vm.asid
     elif cmd_id in (SevCmd.LAUNCH_START, SevCmd.RECEIVE_START) and result.ret == 0:
         out["handle"] = vm.handle

@@ -74,9 +74,9 @@ def boot_dict(
     return out
 
 
-def _range(host: Host, kvm: KvmAmd, es: bool) -> list[int] | None:
+def _range(host: Host, kvm: KvmAmd, es: bool, snp: bool = False) -> list[int] | None:
     """The ASIDs KVM can give such guests, or None when every allocation fails."""
-    usable = usable_range(host.env.behaviour, kvm, es)
+    usable = usable_range(host.env.behaviour, kvm, es, snp)
     return None if usable is None else list(usable)
 
 
@@ -93,6 +93,7 @@ def kvm_view(host: Host) -> dict[str, object]:
             "max_sev_asid": None,
             "sev_asid_range": None,
             "sev_es_asid_range": None,
+            "snp_asid_range": None,
             "sysfs": {},
             "misc_capacity": dict(misc.capacity) if misc.enabled else None,
             "misc_capacity_file": misc.capacity_file(),
@@ -112,6 +113,7 @@ def kvm_view(host: Host) -> dict[str, object]:
         "max_sev_asid": hi,
         "sev_asid_range": _range(host, kvm, es=False) if kvm.sev_enabled else None,
         "sev_es_asid_range": _range(host, kvm, es=True) if kvm.sev_es_enabled else None,
+        "snp_asid_range": _range(host, kvm, es=True, snp=True) if kvm.params.get("sev_snp") else None,
         "sysfs": kvm.sysfs(),
         "misc_capacity": dict(misc.capacity) if misc.enabled else None,
         "misc_capacity_file": misc.capacity_file(),

@@ -50,7 +50,9 @@ def _cpu_list(n: int, online: int) -> str:
     return ",".join(ranges) + "\n"
 
 
-KERNEL_RELEASE = {"v5.12": "5.12.0-kvmsev", "v5.13": "5.13.0-kvmsev"}
+def kernel_release(preset: str) -> str:
+    """The ``uname -r`` a model host reports: ``v6.12`` -> ``6.12.0-kvmsev``."""
+    return f"{preset.removeprefix('v')}.0-kvmsev"
 
 
 def export(host: Host, root: Path) -> None:
@@ -58,7 +60,7 @@ def export(host: Host, root: Path) -> None:
     cfg = host.config
     profile = cfg.profile
     leaf = cfg.platform.leaf
-    release = KERNEL_RELEASE.get(cfg.source.kernel, cfg.source.kernel)
+    release = kernel_release(cfg.source.kernel)
     flags = ["fpu", "svm", "npt", *host.features.cpuinfo_flags]
     cpuinfo = "".join(
         f"processor\t: {c}\nvendor_id\t: {profile.vendor}\ncpu family\t: {profile.family}\n"
@@ -91,7 +93,11 @@ def export(host: Host, root: Path) -> None:
     probe: dict[str, Any] = {
         "format": FORMAT,
         "uid": 0,
-        "cpuid": {"0x8000001f": [leaf.eax, leaf.ebx, leaf.ecx, leaf.edx]},
+        "cpuid": {
+            "0x8000001f": [leaf.eax, leaf.ebx, leaf.ecx, leaf.edx],
+            "0x8000000a": [1, cfg.profile.svm_nasid, 0, cfg.profile.svm_edx],
+            "0x80000021": [cfg.profile.ext21_eax, 0, 0, 0],
+        },
         "msr": {"0xc0010010": cfg.platform.msrs.syscfg},
         "kvm_api_version": 12 if host.kvm is not None else None,
         "kvm_api_version_reason": None if host.kvm is not None else "/dev/kvm does not exist",

@@ -10,6 +10,9 @@
 * ``sev_asid_count`` (one of the part's choices): "SEV ASID Count" on Milan (253 or 509) becomes
   CPUID ECX (AMDESE/AMDSEV#258).
 
+* ``snp`` (``on``/``off``): "SEV-SNP Support" sets SYSCFG[24] SNPEn and reserves the RMP table
+  (only on parts whose CPUID has SEV_SNP, and only with SMEE on).
+
 Options a profile does not list do not exist on that platform and are refused.
 """
 
@@ -20,11 +23,11 @@ from dataclasses import dataclass
 
 from kvmsev.errors import InputError
 from kvmsev.hw.cpuid import Cpuid8000001F
-from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT, Msrs
+from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, Msrs
 from kvmsev.hw.profiles import Profile
 from kvmsev.numbers import parse_int
 
-OPTIONS = ("smee", "sev_es_asid_space_limit", "sev_asid_count")
+OPTIONS = ("smee", "sev_es_asid_space_limit", "sev_asid_count", "snp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,16 @@ def apply(profile: Profile, choices: Mapping[str, str], leaf_override: Cpuid8000
             raise InputError("--bios smee", f"{smee!r} must be on or off")
         syscfg = syscfg | SYSCFG_MEM_ENCRYPT if smee == "on" else syscfg & ~SYSCFG_MEM_ENCRYPT
         effective["smee"] = smee
+
+    snp = choices.get("snp", profile.bios.get("snp", {}).get("default"))
+    if snp is not None:
+        snp = snp.lower()
+        if snp not in ("on", "off"):
+            raise InputError("--bios snp", f"{snp!r} must be on or off")
+        if snp == "on" and smee != "on":
+            raise InputError("--bios snp", "SEV-SNP needs memory encryption (smee=on)")
+        syscfg = syscfg | SYSCFG_SNP_EN if snp == "on" else syscfg & ~SYSCFG_SNP_EN
+        effective["snp"] = snp
 
     if "sev_asid_count" in choices:
         count = _int_value("sev_asid_count", choices["sev_asid_count"])

@@ -34,6 +34,12 @@ class Msrs:
         return bool(self.syscfg & SYSCFG_MEM_ENCRYPT)
 
     @property
+    def snp_enabled(self) -> bool:
+        """SYSCFG[24] SNPEn: the BIOS enabled SEV-SNP (and with it set up the RMP table, whose
+        bounds ``snp_probe_rmptable_info`` reads from RMP_BASE / RMP_END)."""
+        return bool(self.syscfg & SYSCFG_SNP_EN)
+
+    @property
     def smm_locked(self) -> bool:
         """HWCR[0] SMMLOCK."""
         return bool(self.hwcr & HWCR_SMMLOCK)

@@ -82,6 +82,12 @@ class Smee(_Model):
     default: Literal["on", "off"] = "on"
 
 
+class Snp(_Model):
+    """BIOS "SEV-SNP Support"."""
+
+    default: Literal["on", "off"] = "off"
+
+
 class EsLimit(_Model):
     """BIOS "SEV-ES ASID Space Limit": the values the setup screen accepts."""
 
@@ -114,6 +120,8 @@ class Bios(_Model):
     """The BIOS options the platform offers; an option left out does not exist there."""
 
     smee: Smee | None = None
+    #: "SEV-SNP Support" (default off: enabling it is a documented manual step)
+    snp: Snp | None = None
     sev_es_asid_space_limit: EsLimit | None = None
     sev_asid_count: AsidCount | None = None
 

@@ -36,3 +36,14 @@ def find_next_bit(bitmap: int, size: int, offset: int) -> int:
     if not window:
         return size
     return min(offset + (window & -window).bit_length() - 1, size)
+
+
+def set_bits(bitmap: int) -> list[int]:
+    """The set bits of ``bitmap``, lowest first, in time proportional to their number (ASIDs can
+    be in the millions on a host whose CPUID says so)."""
+    out = []
+    while bitmap:
+        low = bitmap & -bitmap
+        out.append(low.bit_length() - 1)
+        bitmap ^= low
+    return out

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from kvmsev.errors import Errno
 from kvmsev.firmware.psp import Psp
 from kvmsev.firmware.result import CommandResult
-from kvmsev.firmware.status import Status
+from kvmsev.firmware.status import Command, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,12 @@ class CcpVersion:
     #: 1ca5614b84ee "crypto: ccp: Add support to initialize the AMD-SP for SEV-SNP" (6.9): the
     #: probe prints the API line again after the INIT attempt
     api_line_at_probe_end: bool = False
+    #: 3f8f0133a5fc / 9770b428b1a2 (6.16): the probe does not initialise the platform (KVM does),
+    #: and failures are logged where they happen ("SEV: INIT failed %#x, rc %d", "SEV: DF_FLUSH
+    #: failed %#x, rc %d")
+    init_by_kvm: bool = False
+    #: 1ca5614b84ee (6.9): ``_sev_platform_init_locked`` runs ``__sev_snp_init_locked`` first
+    snp_init: bool = False
 
 
 #: dev_err text of the retry (a77aba310936; the format string has no newline)
@@ -72,6 +78,9 @@ class SevDriver:
 
     initialized: bool = False
     dev_sev: bool = False
+    #: ``CC_ATTR_HOST_SEV_SNP`` as the kernel decided it, and ``sev->snp_initialized``
+    host_snp: bool = False
+    snp_initialized: bool = False
     #: the PCI device the driver's log lines name
     device: str = "0000:22:00.1"
     version: CcpVersion = field(default_factory=CcpVersion)
@@ -84,7 +93,8 @@ class SevDriver:
 def _init_once(
     psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
 ) -> CommandResult:
-    """INIT; cache INIT; WBINVD on all CPUs; DF_FLUSH (the body of ``__sev_platform_init_locked``)."""
+    """INIT; cache INIT; WBINVD on all CPUs; DF_FLUSH (the body of ``__sev_platform_init_locked``).
+    From 6.16 a failing DF_FLUSH is logged here."""
     result = psp.init()
     log(result)
     if not result.ok:
@@ -93,7 +103,52 @@ def _init_once(
     wbinvd_all()
     result = psp.df_flush()
     log(result)
+    if not result.ok and driver.version.init_by_kvm:
+        driver.dev_log(f"SEV: DF_FLUSH failed {result.code:#x}, rc {result.ret}")
     return result
+
+
+#: SNP_MIN_API_MAJOR / MINOR: older firmware gets no SNP_INIT (silently)
+SNP_MIN_API = (1, 51)
+
+
+def _snp_init_locked(
+    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
+) -> CommandResult | None:
+    """``__sev_snp_init_locked``: nothing (None) without host SNP, when already done or with
+    firmware older than 1.51; else WBINVD on all CPUs, SNP_INIT(_EX), WBINVD, SNP_DF_FLUSH. From
+    6.16 success is logged ("SEV-SNP API:%d.%d build:%d")."""
+    if not driver.host_snp or driver.snp_initialized or psp.api[:2] < SNP_MIN_API:
+        return None
+    wbinvd_all()
+    result = psp.snp_init()
+    log(result)
+    if result.ok:
+        wbinvd_all()
+        result = psp.snp_df_flush()
+        log(result)
+    if result.ok:
+        driver.snp_initialized = True
+        if driver.version.init_by_kvm:
+            major, minor, build = psp.api
+            driver.dev_log(f"SEV-SNP API:{major}.{minor} build:{build}")
+    return result
+
+
+def _platform_init_locked(
+    psp: Psp, driver: SevDriver, wbinvd_all: Callable[[], None], log: Callable[[CommandResult], None]
+) -> CommandResult:
+    """``_sev_platform_init_locked`` (6.9 on): SNP first; an SNP failure is logged and the legacy
+    INIT runs anyway (6.9-6.15), or it ends the init (6131e119f579, 6.16)."""
+    if driver.version.snp_init and not driver.initialized:
+        snp = _snp_init_locked(psp, driver, wbinvd_all, log)
+        if snp is not None and not snp.ok:
+            if driver.version.init_by_kvm:
+                name = "SNP_INIT_EX" if snp.command is Command.SNP_INIT_EX else "SNP_INIT"
+                driver.dev_log(f"SEV-SNP: {name} failed rc {snp.ret}, error {snp.code:#x}")
+                return snp
+            driver.dev_log(f"SEV-SNP: failed to INIT rc {snp.ret}, error {snp.code:#x}")
+    return _init_locked(psp, driver, wbinvd_all, log)
 
 
 def _init_locked(
@@ -109,6 +164,8 @@ def _init_locked(
         if driver.version.retry_logged:
             driver.dev_log(RETRY_LINE)
         result = _init_once(psp, driver, wbinvd_all, log)
+    if not result.ok and not driver.initialized and driver.version.init_by_kvm:
+        driver.dev_log(f"SEV: INIT failed {result.code:#x}, rc {result.ret}")
     if result.ok and driver.version.api_line_in_init:
         _api_line(psp, driver)
     return result
@@ -142,7 +199,9 @@ def sev_pci_init(
     if psp.state:
         issued.append(psp.shutdown())
     version = driver.version
-    result = _init_locked(psp, driver, wbinvd_all, issued.append)
+    if version.init_by_kvm:
+        return issued
+    result = _platform_init_locked(psp, driver, wbinvd_all, issued.append)
     if not version.retry_in_init and result.status is Status.SECURE_DATA_INVALID:
         result = _init_locked(psp, driver, wbinvd_all, issued.append)
     if not result.ok:
@@ -152,8 +211,22 @@ def sev_pci_init(
         _api_line(psp, driver)
     if version.api_line_at_probe_end:
         major, minor, build = psp.api
-        driver.dev_log(f"SEV API:{major}.{minor} build:{build}")
+        snp = "-SNP" if driver.snp_initialized else ""
+        driver.dev_log(f"SEV{snp} API:{major}.{minor} build:{build}")
     return issued
+
+
+def sev_platform_shutdown(psp: Psp, driver: SevDriver, log: Callable[[CommandResult], None]) -> None:
+    """``sev_platform_shutdown`` (f7b86e0e75bc, 6.16; called by kvm_amd's unload): SHUTDOWN unless
+    the cached state is UNINIT; a failure is logged and the state kept."""
+    if not driver.dev_sev or not driver.initialized:
+        return
+    result = psp.shutdown()
+    log(result)
+    if not result.ok:
+        driver.dev_log(f"SEV: failed to SHUTDOWN error {result.code:#x}, rc {result.ret}")
+        return
+    driver.initialized = False
 
 
 def sev_platform_init(
@@ -165,5 +238,5 @@ def sev_platform_init(
         return -int(Errno.ENODEV), 0
     if driver.initialized:
         return 0, 0
-    result = _init_locked(psp, driver, wbinvd_all, log)
+    result = _platform_init_locked(psp, driver, wbinvd_all, log)
     return result.ret, result.code

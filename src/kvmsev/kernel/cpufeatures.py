@@ -32,6 +32,8 @@ class BootCpuFeatures:
 
     word19: int
     sme_active: bool
+    #: ``cc_platform_has(CC_ATTR_HOST_SEV_SNP)`` (6.9 on): the host may run SNP guests
+    host_snp: bool = False
 
     def has(self, mask: int) -> bool:
         """``boot_cpu_has()`` for a word-19 bit given as a mask (e.g. :data:`cpuid.SEV`)."""
@@ -55,17 +57,31 @@ def detect(
     config: Kconfig,
     mem_encrypt: str | None,
     sme_flag_needs_active_sme: bool = False,
+    snp_host_init: bool = False,
+    family: int = 0x19,
 ) -> BootCpuFeatures:
     """``get_cpu_cap()`` + ``early_detect_mem_encrypt()`` + ``sme_enable()``; with
     ``sme_flag_needs_active_sme`` (08f253ec3767 "x86/cpu: Clear SME feature flag when not in use",
     5.18) the SME bit is cleared unless host SME is active, so /proc/cpuinfo shows ``sme`` only
-    then."""
+    then.
+
+    With ``snp_host_init`` (216d106c7ff7 "x86/sev: Add SEV-SNP host initialization support", 6.9)
+    ``early_detect_mem_encrypt`` clears SEV_SNP along with SEV, and ``bsp_determine_snp`` keeps it
+    only on family 0x19 or later with an RMP table the BIOS set up (SYSCFG SNPEn): that is
+    ``CC_ATTR_HOST_SEV_SNP``. (The IOMMU must also support SNP; every modeled part's does, and
+    ``amd_iommu=off`` is not modeled.)"""
     word19 = leaf.eax
+    sev_bits = cpuid.SEV | cpuid.SEV_ES | (cpuid.SEV_SNP if snp_host_init else 0)
     if word19 & (cpuid.SME | cpuid.SEV):
         if not msrs.mem_encrypt_enabled:
-            word19 &= ~(cpuid.SME | cpuid.SEV | cpuid.SEV_ES)
+            word19 &= ~(cpuid.SME | sev_bits)
         elif not msrs.smm_locked:
-            word19 &= ~(cpuid.SEV | cpuid.SEV_ES)
+            word19 &= ~sev_bits
+    host_snp = False
+    if snp_host_init and word19 & cpuid.SEV_SNP:
+        host_snp = family >= 0x19 and msrs.snp_enabled
+        if not host_snp:
+            word19 &= ~cpuid.SEV_SNP
     sme_active = False
     if config[kconfig.AMD_MEM_ENCRYPT] and word19 & cpuid.SME:
         if mem_encrypt == "on":
@@ -76,4 +92,4 @@ def detect(
             sme_active = config[kconfig.AMD_MEM_ENCRYPT_ACTIVE_BY_DEFAULT]
     if sme_flag_needs_active_sme and not sme_active:
         word19 &= ~cpuid.SME
-    return BootCpuFeatures(word19, sme_active)
+    return BootCpuFeatures(word19, sme_active, host_snp)

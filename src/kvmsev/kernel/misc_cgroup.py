@@ -41,8 +41,8 @@ class MiscCgroup:
     capacity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
     root: MiscCg = field(default_factory=lambda: MiscCg("/", None))
     groups: dict[str, MiscCg] = field(default_factory=dict)
-    #: resources whose WARN_ONCE for a negative usage has fired
-    warned_negative: set[str] = field(default_factory=set)
+    #: the WARN_ONCE for a negative usage has fired
+    warned_negative: bool = False
     #: the checker's number for this object's share of a state fingerprint (never compared)
     fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
 
@@ -89,15 +89,16 @@ class MiscCgroup:
 
     def uncharge(self, resource: str, group: MiscCg, amount: int = 1) -> list[str]:
         """``misc_cg_uncharge()``; a usage that goes negative is a kernel WARNING
-        (``misc_cg_cancel_charge``: "misc cgroup resource %s became less than 0", once per boot)."""
+        (``misc_cg_cancel_charge``'s WARN_ONCE: "misc cgroup resource %s became less than 0", the
+        first time any resource goes negative in this boot)."""
         if not self.enabled:
             return []
         lines: list[str] = []
         node: MiscCg | None = group
         while node is not None:
             node.usage[resource] -= amount
-            if node.usage[resource] < 0 and resource not in self.warned_negative:
-                self.warned_negative.add(resource)
+            if node.usage[resource] < 0 and not self.warned_negative:
+                self.warned_negative = True
                 lines.append(f"misc cgroup resource {resource} became less than 0")
             node = node.parent
         return lines

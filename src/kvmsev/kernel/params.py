@@ -26,31 +26,29 @@ from kvmsev.errors import Errno
 
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1
+UINT_MAX = 2**32 - 1
 
 
 class ParamType(enum.Enum):
     """The ``kernel_param_ops`` a parameter is declared with."""
 
     INT = "int"
+    UINT = "uint"
     BOOL = "bool"
 
 
 ULLONG_MAX = 2**64 - 1
 
 
-def kstrtoint(text: str) -> int | Errno:
-    """``kstrtoint(s, 0, &res)``: auto-detected base, one optional sign, one trailing newline.
+def _kstrtoull(text: str) -> int | Errno:
+    """``_kstrtoull(s, 0, &res)``: digits only (no sign), auto-detected base, one trailing newline.
 
     Base 0 means ``0x`` + hex digit -> 16, a leading ``0`` -> 8, otherwise 10. No whitespace is
-    skipped. Values outside ``int`` give ``-ERANGE``. Source: lib/kstrtox.c ``_parse_integer_fixup_radix``,
-    ``_kstrtoull``, ``kstrtoll``, ``kstrtoint``.
+    skipped; an overflow of the ``unsigned long long`` accumulator is ``-ERANGE`` before anything
+    after the digits is looked at. Source: lib/kstrtox.c ``_parse_integer_fixup_radix``,
+    ``_parse_integer_limit``, ``_kstrtoull``.
     """
     s = text[:-1] if text.endswith("\n") else text
-    negative = False
-    if s.startswith("-"):
-        negative, s = True, s[1:]
-    elif s.startswith("+"):
-        s = s[1:]
     if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
         base, digits = 16, s[2:]
     elif s.startswith("0"):
@@ -58,8 +56,6 @@ def kstrtoint(text: str) -> int | Errno:
     else:
         base, digits = 10, s
     alphabet = "0123456789abcdef"[:base]
-    # _parse_integer: digits up to the first that does not belong; an overflow of the unsigned
-    # long long accumulator is -ERANGE before anything after the digits is looked at
     value = 0
     used = 0
     for c in digits:
@@ -71,6 +67,19 @@ def kstrtoint(text: str) -> int | Errno:
             return Errno.ERANGE
     if not used or used != len(digits):
         return Errno.EINVAL
+    return value
+
+
+def kstrtoint(text: str) -> int | Errno:
+    """``kstrtoint(s, 0, &res)`` (``param_set_int``): one optional sign, then :func:`_kstrtoull`.
+
+    Values outside ``int`` give ``-ERANGE``. Source: lib/kstrtox.c ``kstrtoll`` (``-`` handled
+    there, ``+`` skipped by ``kstrtoull``) and ``kstrtoint``.
+    """
+    negative = text.startswith("-")
+    value = _kstrtoull(text[1:] if text[:1] in ("-", "+") else text)
+    if isinstance(value, Errno):
+        return value
     if negative:
         value = -value
     if not INT_MIN <= value <= INT_MAX:
@@ -78,17 +87,46 @@ def kstrtoint(text: str) -> int | Errno:
     return value
 
 
-def kstrtobool(text: str) -> bool | Errno:
-    """``strtobool()`` as of 5.12/5.13: only the first one or two characters count.
+def kstrtouint(text: str) -> int | Errno:
+    """``kstrtouint(s, 0, &res)`` (``param_set_uint``): an optional ``+``, no ``-`` (``-EINVAL``,
+    even for ``-0``); values above ``UINT_MAX`` give ``-ERANGE``.
 
-    ``y Y 1`` -> true, ``n N 0`` -> false, ``on`` -> true, ``of`` -> false (either case);
-    anything else, including ``t``/``true`` (accepted only from 5.18), is ``-EINVAL``.
-    Source: lib/string.c ``strtobool`` (5.13).
+    Source: lib/kstrtox.c ``kstrtoull`` and ``kstrtouint``.
+    """
+    value = _kstrtoull(text[1:] if text.startswith("+") else text)
+    if isinstance(value, Errno):
+        return value
+    return Errno.ERANGE if value > UINT_MAX else value
+
+
+class BoolLetters(enum.Enum):
+    """The first letters ``kstrtobool()`` takes for true and for false, by kernel.
+
+    ``on``/``of`` (either case) are accepted by every modeled kernel; before 5.14 the function is
+    ``strtobool()`` in lib/string.c, with the same letters.
+    """
+
+    #: 5.12 to 5.18: ``y Y 1`` / ``n N 0``
+    YES_NO = ("yY1", "nN0")
+    #: 0d6ea3ac94ca "lib/kstrtox.c: add "false"/"true" support to kstrtobool()" (5.19): ``t T``/``f F``
+    TRUE_FALSE = ("yYtT1", "nNfF0")
+    #: ae5b3500856f "kstrtox: add support for enabled and disabled in kstrtobool()" (6.16): ``e E``/``d D``
+    ENABLED_DISABLED = ("eEyYtT1", "dDnNfF0")
+
+
+def kstrtobool(text: str, letters: BoolLetters = BoolLetters.YES_NO) -> bool | Errno:
+    """``kstrtobool()``: only the first one or two characters count.
+
+    A first letter from ``letters`` decides; ``on`` -> true and ``of`` -> false (either case);
+    anything else is ``-EINVAL``. So ``10`` is true and ``offxyz`` false, and ``true`` is an
+    error before 5.19. Source: lib/string.c ``strtobool`` (5.12/5.13), lib/kstrtox.c
+    ``kstrtobool`` (5.14 on).
     """
     first = text[:1]
-    if first in ("y", "Y", "1"):
+    truthy, falsy = letters.value
+    if first and first in truthy:
         return True
-    if first in ("n", "N", "0"):
+    if first and first in falsy:
         return False
     if first in ("o", "O"):
         second = text[1:2]
@@ -107,13 +145,13 @@ class ParamDecl:
     type: ParamType
     default: int | bool
 
-    def parse(self, value: str | None) -> int | bool | Errno:
+    def parse(self, value: str | None, letters: BoolLetters = BoolLetters.YES_NO) -> int | bool | Errno:
         """Run the parameter's ``set`` op on ``value`` (``None`` when no ``=`` was given)."""
         if self.type is ParamType.BOOL:
-            return kstrtobool("1" if value is None else value)
+            return kstrtobool("1" if value is None else value, letters)
         if value is None:
             return Errno.EINVAL
-        return kstrtoint(value)
+        return kstrtouint(value) if self.type is ParamType.UINT else kstrtoint(value)
 
     def render(self, value: int | bool) -> str:
         """The sysfs file's text, without its trailing newline."""
@@ -137,7 +175,10 @@ class ParseOutcome:
 
 
 def parse_module_args(
-    module: str, words: list[tuple[str, str | None]], decls: list[ParamDecl]
+    module: str,
+    words: list[tuple[str, str | None]],
+    decls: list[ParamDecl],
+    letters: BoolLetters = BoolLetters.YES_NO,
 ) -> ParseOutcome:
     """Apply ``words`` in order to the declared parameters of ``module``.
 
@@ -152,7 +193,7 @@ def parse_module_args(
         if decl is None:
             dmesg.append(f"{module}: unknown parameter '{name}' ignored")
             continue
-        parsed = decl.parse(value)
+        parsed = decl.parse(value, letters)
         if isinstance(parsed, Errno):
             dmesg.append(f"{module}: `{value or ''}' invalid for parameter `{name}'")
             error = parsed

@@ -37,6 +37,7 @@ from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.sev import sev_flush_asids
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import SNP_VM
 
 _EBUSY = -int(Errno.EBUSY)
 _ENOTTY = -int(Errno.ENOTTY)
@@ -48,16 +49,20 @@ def positions(bitmap: int) -> int:
     return bitmap >> 1
 
 
-def asid_range(b: Behaviour, kvm: KvmAmd, es: bool) -> tuple[int, int]:
+def asid_range(b: Behaviour, kvm: KvmAmd, es: bool, snp: bool = False) -> tuple[int, int]:
     """The search bounds of ``sev_asid_new`` in the kernel's own terms.
 
     5.12/5.13: bitmap positions ``[min, max)`` as C ``int``. From 5.14: ASIDs ``[min, max]``,
-    C ``int`` until 6.9 and ``unsigned int`` after (466eec4a22a7).
+    C ``int`` until 6.9 and ``unsigned int`` after (466eec4a22a7). SNP guests (6.11) share the
+    SEV-ES range until d7fc7d9833f6 (6.18) gives each its own bounds, which setup fills in only
+    when it reaches SEV-ES and ``ciphertext_hiding_asids`` may split.
     """
     if not b.asid_bitmap_real_index:
         if es:
             return 0, c_int(kvm.min_sev_asid - 1)
         return c_int(kvm.min_sev_asid - 1), c_int(kvm.max_sev_asid)
+    if es and b.split_es_snp_ranges:
+        return (kvm.min_snp_asid, kvm.max_snp_asid) if snp else (kvm.min_sev_es_asid, kvm.max_sev_es_asid)
     if es:
         low, high = 1, kvm.min_sev_asid - 1
     else:
@@ -73,10 +78,11 @@ def _search_size(b: Behaviour, kvm: KvmAmd, high: int) -> int:
     return (high + 1) & U32 if b.asid_unsigned else high + 1
 
 
-def usable_range(b: Behaviour, kvm: KvmAmd, es: bool) -> tuple[int, int] | None:
-    """The ASIDs ``sev_asid_new`` hands out from a fresh bitmap for an SEV-ES or SEV guest, or None
-    when it hands out none (the JSON's ``sev_asid_range`` / ``sev_es_asid_range``)."""
-    low, high = asid_range(b, kvm, es)
+def usable_range(b: Behaviour, kvm: KvmAmd, es: bool, snp: bool = False) -> tuple[int, int] | None:
+    """The ASIDs ``sev_asid_new`` hands out from a fresh bitmap for an SEV, SEV-ES or SNP guest, or
+    None when it hands out none (the JSON's ``sev_asid_range`` / ``sev_es_asid_range`` /
+    ``snp_asid_range``)."""
+    low, high = asid_range(b, kvm, es, snp)
     if not b.asid_bitmap_real_index:
         first = find_next_zero_bit(0, kvm.max_sev_asid, low)
         last = min(high, kvm.max_sev_asid) - 1
@@ -117,9 +123,9 @@ def _search(env: KernelEnv, kvm: KvmAmd, low: int, high: int) -> int | None:
 
 
 def sev_asid_new(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> int:
-    """Allocate an ASID for ``vm`` (its ``es_active`` picks the range): the ASID or -errno."""
+    """Allocate an ASID for ``vm`` (its type and ``es_active`` pick the range): the ASID or -errno."""
     b = env.behaviour
-    low, high = asid_range(b, kvm, vm.es_active)
+    low, high = asid_range(b, kvm, vm.es_active, vm.vm_type == SNP_VM)
     if b.empty_sev_range_unusable and low > high:
         return _ENOTTY
     resource = "sev_es" if vm.es_active else "sev"

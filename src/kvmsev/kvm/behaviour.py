@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields, replace
 
+from kvmsev.kernel.params import BoolLetters
+
 
 class CpuidMask(enum.Enum):
     """How KVM_GET_SUPPORTED_CPUID fills leaf 0x8000001F EAX."""
@@ -235,9 +237,33 @@ class Behaviour:
     lbrv_before_sev: bool = False
     #: KVM_SEV_INIT2 and VM types (6.10: 26c44aa9e076, 4f5defae7089)
     vm_types: bool = False
+    #: 216d106c7ff7 "x86/sev: Add SEV-SNP host initialization support" with the ccp SNP series
+    #: (1ca5614b84ee, 6.9): the host keeps SEV_SNP only with an RMP table, and the ccp driver runs
+    #: SNP_INIT before the legacy INIT
+    snp_host_init: bool = False
+    #: 1dfe571c12cf "KVM: SEV: Add initial SEV-SNP support" and 6f627b425378 (6.11): the
+    #: ``sev_snp`` parameter, SNP VMs (type 4) and the KVM_SEV_SNP_LAUNCH_* commands
+    sev_snp: bool = False
+    #: 6f1d5a3513c2 "KVM: SVM: Add support to initialize SEV/SNP functionality in KVM" and
+    #: 3f8f0133a5fc "crypto: ccp - Move SEV/SNP Platform initialization to KVM" (6.16): the PSP is
+    #: initialised when kvm_amd loads (a failure turns SEV off) and shut down when it unloads;
+    #: the ccp probe no longer runs INIT
+    psp_init_at_kvm_load: bool = False
     #: 7e00013bd339 "KVM: SVM: Remove wbinvd in sev_vm_destroy()" (6.17): destroying an SEV VM no
     #: longer writes back every CPU's caches
     vm_destroy_wbinvd: bool = True
+    #: d7fc7d9833f6 "KVM: SEV: Introduce new min,max sev_es and sev_snp asid variables" (6.18):
+    #: SEV-ES and SNP guests draw from their own bounds, set only when setup reaches SEV-ES (so
+    #: the log reads "(ASIDs 0 - 0)" when it does not), and an empty SEV-ES range reads "unusable"
+    split_es_snp_ranges: bool = False
+    #: the first letters ``kstrtobool()`` accepts for bool parameters (lib/kstrtox.c; 5.19, 6.16)
+    bool_letters: BoolLetters = BoolLetters.YES_NO
+    #: 6ee414078823 "KVM: SEV: Do not allow intra-host migration/mirroring of SNP VMs" (7.2-rc4;
+    #: backported to 6.12.97, 6.18.40 and 7.1.5): an SNP source is refused with -EINVAL
+    snp_move_mirror_rejected: bool = False
+    #: 6c7c620585c6 "KVM: SEV: Add SEV-SNP CipherTextHiding support" (6.18): the
+    #: ``ciphertext_hiding_asids`` parameter (uint, 0444) that moves the SEV-ES range's low end
+    ciphertext_hiding_param: bool = False
 
     def with_fields(self, **changes: object) -> Behaviour:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -40,6 +40,8 @@ def kvm_set_cpu_caps(env: KernelEnv, kvm: KvmAmd) -> None:
             caps &= ~cpuid.SEV
         if not kvm.sev_es_enabled:
             caps &= ~cpuid.SEV_ES
+    if kvm.params.get("sev_snp", False):
+        caps |= cpuid.SEV_SNP  # sev_set_cpu_caps (1dfe571c12cf, 6.11)
     kvm.cpu_caps_8000001f_eax = caps
 
 

@@ -115,6 +115,10 @@ class Vm:
     need_init: bool = False
     #: ``sev->vmsa_features`` (6.10): the SEV features INIT2 asked for (DebugSwap: 0x20)
     vmsa_features: int = 0
+    #: ``sev->snp_context``: the firmware's guest context of an SNP guest (0: none yet)
+    snp_context: int = 0
+    #: guest_memfd pages already prepared (populated) for the guest, by GFN
+    gmem_prepared: set[int] = field(default_factory=set)
     #: ``kvm_vm_dead()``: the VM's context moved away (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 5.16);
     #: every later VM or vCPU ioctl on it fails -EIO
     dead: bool = False

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kvmsev.kvm import launch, migration
+from kvmsev.kvm import launch, migration, snp
 from kvmsev.kvm.debug import sev_dbg_crypt
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.mirror import cmd_allowed_from_mirror, is_mirroring_enc_context
 from kvmsev.kvm.sev import svm_sev_enabled
-from kvmsev.kvm.sev_cmd import EINVAL, ENOTTY, Cmd, IoctlResult, SevCmd
+from kvmsev.kvm.sev_cmd import EINVAL, ENOTTY, EPERM, Cmd, IoctlResult, SevCmd
 from kvmsev.kvm.state import KvmAmd
 
 Handler = Callable[[KernelEnv, KvmAmd, Vm, Cmd], int]
@@ -55,6 +55,14 @@ MIGRATION_HANDLERS: dict[SevCmd, Handler] = {
 }
 
 
+#: dispatched with SEV-SNP (6.11)
+SNP_HANDLERS: dict[SevCmd, Handler] = {
+    SevCmd.SNP_LAUNCH_START: snp.snp_launch_start,
+    SevCmd.SNP_LAUNCH_UPDATE: snp.snp_launch_update,
+    SevCmd.SNP_LAUNCH_FINISH: snp.snp_launch_finish,
+}
+
+
 def handler(env: KernelEnv, cmd_id: int) -> Handler | None:
     """The handler this kernel dispatches ``cmd_id`` to, or None (-EINVAL)."""
     if cmd_id not in SevCmd._value2member_map_:
@@ -64,6 +72,8 @@ def handler(env: KernelEnv, cmd_id: int) -> Handler | None:
         return MIGRATION_HANDLERS[which]
     if which is SevCmd.INIT2:
         return launch.sev_guest_init2 if env.behaviour.vm_types else None
+    if which in SNP_HANDLERS:
+        return SNP_HANDLERS[which] if env.behaviour.sev_snp else None
     return HANDLERS.get(which)
 
 
@@ -77,6 +87,8 @@ def mem_enc_op(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> IoctlResult:
         return IoctlResult(ENOTTY)
     if is_mirroring_enc_context(vm) and not cmd_allowed_from_mirror(env.behaviour, cmd.id):
         return IoctlResult(EINVAL)
+    if snp.is_snp_guest(vm) and cmd.id < SevCmd.SNP_LAUNCH_START:
+        return IoctlResult(EPERM)  # only SNP commands once INIT2 made it an SNP guest
     if cmd.id == SevCmd.ES_INIT and not kvm.sev_es_enabled:
         return IoctlResult(ENOTTY)
     run = handler(env, cmd.id)

@@ -10,6 +10,7 @@ push notices and stable mails.
 
 from __future__ import annotations
 
+from kvmsev.kernel.params import BoolLetters
 from kvmsev.kvm.behaviour import CpuidEbx, DebugSwap, MoveEncContext, SetupLog
 from kvmsev.kvm.patch import Patch
 
@@ -302,6 +303,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "KVM_SEV_INIT / ES_INIT on a VM that is already an SEV guest fails -EINVAL (was -EBUSY)",
     ),
     _change(
+        "snp-host-init",
+        "6.9",
+        "216d106c7ff7",
+        "x86/sev: Add SEV-SNP host initialization support",
+        "snp_host_init",
+        "the host keeps SEV_SNP only with the BIOS's RMP table (family 0x19 on), and the ccp driver "
+        "runs SNP_INIT(_EX) + SNP_DF_FLUSH before the legacy INIT (1ca5614b84ee)",
+    ),
+    _change(
         "ccp-init-args",
         "6.9",
         "1ca5614b84ee",
@@ -340,6 +350,27 @@ _ENTRIES: tuple[Patch, ...] = (
         DebugSwap.PARAM_OFF,
     ),
     _change(
+        "sev-snp",
+        "6.11",
+        "1dfe571c12cf",
+        "KVM: SEV: Add initial SEV-SNP support",
+        "sev_snp",
+        "parameter sev_snp (6f627b425378); SNP on when SEV-ES is and the host has SNP; 'SEV-SNP "
+        "enabled|disabled (ASIDs ...)'; KVM_X86_SNP_VM (4) and KVM_SEV_SNP_LAUNCH_START / UPDATE / "
+        "FINISH (136d8bc931c8, dee5a47cc7a4, ad27ce155566); legacy commands on an SNP VM -EPERM; "
+        "SNP_DF_FLUSH for recycling, SNP_DECOMMISSION at destroy",
+    ),
+    _change(
+        "psp-init-at-kvm-load",
+        "6.16",
+        "6f1d5a3513c2",
+        "KVM: SVM: Add support to initialize SEV/SNP functionality in KVM",
+        "psp_init_at_kvm_load",
+        "the ccp probe no longer runs INIT (3f8f0133a5fc); kvm_amd's setup does (with the sev "
+        "parameter on), a failure turning SEV, SEV-ES and SNP off, and its unload shuts the firmware "
+        "down (SHUTDOWN); init errors are logged by the driver (9770b428b1a2)",
+    ),
+    _change(
         "no-wbinvd-at-vm-destroy",
         "6.17",
         "7e00013bd339",
@@ -348,6 +379,57 @@ _ENTRIES: tuple[Patch, ...] = (
         "destroying an SEV VM no longer runs WBINVD on every CPU (recycling still does)",
         False,
         True,
+    ),
+    _change(
+        "kstrtobool-true-false",
+        "5.19",
+        "0d6ea3ac94ca",
+        'lib/kstrtox.c: add "false"/"true" support to kstrtobool()',
+        "bool_letters",
+        "bool module parameters also take t/T and f/F as first letters (kvm_amd.sev=true works)",
+        BoolLetters.TRUE_FALSE,
+        BoolLetters.YES_NO,
+    ),
+    _change(
+        "kstrtobool-enabled-disabled",
+        "6.16",
+        "ae5b3500856f",
+        "kstrtox: add support for enabled and disabled in kstrtobool()",
+        "bool_letters",
+        "bool module parameters also take e/E and d/D as first letters (kvm_amd.sev=disabled works)",
+        BoolLetters.ENABLED_DISABLED,
+        BoolLetters.TRUE_FALSE,
+    ),
+    _change(
+        "split-es-snp-ranges",
+        "6.18",
+        "d7fc7d9833f6",
+        "KVM: SEV: Introduce new min,max sev_es and sev_snp asid variables",
+        "split_es_snp_ranges",
+        "SEV-ES and SNP ASID bounds of their own, set only when setup gets as far as SEV-ES (the log "
+        "then shows '(ASIDs 0 - 0)' for a disabled SEV-ES or SNP); an empty SEV-ES range reads "
+        "'unusable' and its allocations fail with -ENOTTY",
+    ),
+    _change(
+        "ciphertext-hiding-param",
+        "6.18",
+        "6c7c620585c6",
+        "KVM: SEV: Add SEV-SNP CipherTextHiding support",
+        "ciphertext_hiding_param",
+        "parameter ciphertext_hiding_asids (uint, 0444): with SNP up and firmware support it is "
+        "capped and sent in SNP_INIT_EX; any value left non-zero gives SNP ASIDs 1..N, SEV-ES "
+        "N+1..min_sev_asid-1 and 'SEV-SNP ciphertext hiding enabled'",
+    ),
+    Patch(
+        "snp-move-mirror-rejected",
+        "7.2",
+        "6ee414078823",
+        "KVM: SEV: Do not allow intra-host migration/mirroring of SNP VMs",
+        "behaviour",
+        "snp_move_mirror_rejected",
+        "moving or mirroring an SNP VM's context fails with -EINVAL; mainline 7.2-rc4, in stable "
+        "6.12.97, 6.18.40 and 7.1.5 -- in no preset (the presets are X.Y.0), apply it to model those",
+        group="stable",
     ),
     _change(
         "debug-swap-param-removed",
@@ -367,5 +449,10 @@ def release_key(release: str) -> tuple[int, ...]:
     return tuple(int(part) for part in release.split("."))
 
 
+def _order(patch: Patch) -> tuple[int, ...]:
+    """Release order; the "stable" group (newer than every preset) last."""
+    return (1_000,) if patch.group == "stable" else release_key(patch.group)
+
+
 #: every later change, in release order (stable within a release)
-LATER: tuple[Patch, ...] = tuple(sorted(_ENTRIES, key=lambda p: release_key(p.group)))
+LATER: tuple[Patch, ...] = tuple(sorted(_ENTRIES, key=_order))

@@ -11,13 +11,13 @@ from kvmsev.firmware.psp import VMSA_SIZE
 from kvmsev.firmware.result import CommandResult
 from kvmsev.hw import cpuid
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
-from kvmsev.kernel import ccp
 from kvmsev.kernel.usermem import contiguous_run
 from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
 from kvmsev.kvm.behaviour import DebugSwap
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.oops import null_deref
+from kvmsev.kvm.psp_calls import platform_init
 from kvmsev.kvm.sev_cmd import (
     EBADF,
     EBUSY,
@@ -36,7 +36,7 @@ from kvmsev.kvm.sev_cmd import (
     sev_unpin_memory,
 )
 from kvmsev.kvm.state import KvmAmd
-from kvmsev.kvm.vm_types import DEFAULT_VM, SEV_ES_VM, SEV_VM
+from kvmsev.kvm.vm_types import DEFAULT_VM, SEV_ES_VM, SEV_VM, SNP_VM
 
 
 def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
@@ -71,7 +71,7 @@ def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
             vm.es_active = False
         return asid if env.behaviour.asid_errno_propagated else EBUSY
     vm.asid = asid
-    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
+    ret, error = platform_init(env)
     if ret:
         cmd.error = error
         sev_asid_free(env, kvm, vm)
@@ -87,7 +87,8 @@ def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
 def sev_guest_init2(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     """KVM_SEV_INIT2 (4f5defae7089, 6.10; ``sev_guest_init2``): only on an SEV or SEV-ES typed VM
     still waiting for it (-EINVAL otherwise), with ``struct kvm_sev_init`` copied in (-EFAULT)."""
-    if not vm.need_init or vm.vm_type not in (SEV_VM, SEV_ES_VM):
+    types = (SEV_VM, SEV_ES_VM, SNP_VM) if env.behaviour.sev_snp else (SEV_VM, SEV_ES_VM)
+    if not vm.need_init or vm.vm_type not in types:
         return EINVAL
     if cmd.data_fault:
         return EFAULT
@@ -119,7 +120,7 @@ def _sev_guest_init_typed(
         vm.es_active = False
         return asid
     vm.asid = asid
-    ret, error = ccp.sev_platform_init(env.psp, env.ccp, env.wbinvd_on_all_cpus, env.trace.fw)
+    ret, error = platform_init(env)
     if ret:
         cmd.error = error
         sev_asid_free(env, kvm, vm)
@@ -127,7 +128,8 @@ def _sev_guest_init_typed(
         vm.es_active = False
         return ret
     vm.active = True
-    vm.vmsa_features = vmsa_features
+    # an SNP guest's VMSAs also carry SNP_ACTIVE (bit 0; 1dfe571c12cf)
+    vm.vmsa_features = vmsa_features | (SEV_FEAT_SNP_ACTIVE if vm_type == SNP_VM else 0)
     vm.regions = []
     vm.need_init = False
     return 0
@@ -135,8 +137,9 @@ def _sev_guest_init_typed(
 
 #: GHCB_VERSION_MAX: the GHCB protocol versions KVM supports (6.10)
 GHCB_VERSION_MAX = 2
-#: SVM_SEV_FEAT_DEBUG_SWAP, bit 5 of the VMSA's SEV_FEATURES
+#: SVM_SEV_FEAT_DEBUG_SWAP, bit 5 of the VMSA's SEV_FEATURES; SNP_ACTIVE, bit 0
 SEV_FEAT_DEBUG_SWAP = 1 << 5
+SEV_FEAT_SNP_ACTIVE = 1 << 0
 
 
 def supported_vmsa_features(env: KernelEnv, kvm: KvmAmd) -> int:

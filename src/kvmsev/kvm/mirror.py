@@ -6,7 +6,8 @@ SEV context", 5.13; sev.c ``svm_vm_copy_asid_from``), as in v5.13.
 -EBADF; a source that is not an SEV guest -> -EINVAL; a source that is itself a mirror, or the
 target itself -> -EINVAL; the source gets a reference (``kvm_get_kvm``); a target that is already
 an SEV guest -> -EINVAL (reference dropped). The two VMs are never locked together, and the
-target's vCPUs are not checked (79b111427637 adds that in 5.16).
+target's vCPUs are not checked (79b111427637 adds that in 5.16). [6ee414078823 (stable 7.1.5,
+6.18.40, 6.12.97): an SNP source -> -EINVAL.]
 
 The target becomes "active" with the source's ASID and nothing else: no handle, no ``sev_fd``,
 not ``es_active`` (a mirror of an SEV-ES VM runs as plain SEV on an SEV-ES ASID; f43c887cb7cb
@@ -22,6 +23,7 @@ from kvmsev.kvm.behaviour import Behaviour
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.sev_cmd import SevCmd
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import SNP_VM
 
 EBADF = -int(Errno.EBADF)
 EINVAL = -int(Errno.EINVAL)
@@ -51,6 +53,8 @@ def svm_vm_copy_asid_from(
     if source is None or source.closed:
         return EBADF
     if not source.active:
+        return EINVAL
+    if behaviour.snp_move_mirror_rejected and source.vm_type == SNP_VM:
         return EINVAL
     if is_mirroring_enc_context(source) or source is target:
         return EINVAL

@@ -8,8 +8,8 @@ SEV intra host migration" and 0b020f5af092 for SEV-ES, 5.16; sev.c
 1. the fd is not a VM -> -EBADF;
 2. ``sev_lock_two_vms``: the same VM -> -EINVAL (either VM already migrating -> -EBUSY, a signal
    -> -EINTR: neither can happen in a scenario);
-3. [6.10: the VM types differ ->] the destination is already an SEV guest, or the source is not
-   -> -EINVAL;
+3. [6.10, with the VM types: the VM types differ ->] the destination is already an SEV guest, or
+   the source is not [6ee414078823, 7.1.5 and other stable trees: or is an SNP guest] -> -EINVAL;
 4. [5.16 and 5.17 only, 17d44a96f000: a source with mirrors -> -EBUSY];
 5. the destination takes its caller's misc cgroup; when that differs from the source's, one unit
    is charged there (an error is returned as is). The charge is of the type the *destination's*
@@ -36,6 +36,7 @@ from kvmsev.kvm.behaviour import MoveEncContext
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import SNP_VM
 
 EBADF = -int(Errno.EBADF)
 EBUSY = -int(Errno.EBUSY)
@@ -55,7 +56,11 @@ def sev_vm_move_enc_context_from(env: KernelEnv, kvm: KvmAmd, dst: Vm, src: Vm |
         return EBADF
     if src is dst:
         return EINVAL
+    if b.vm_types and dst.vm_type != src.vm_type:
+        return EINVAL
     if dst.active or not src.active:
+        return EINVAL
+    if b.snp_move_mirror_rejected and src.vm_type == SNP_VM:
         return EINVAL
     mirrors = mirrors_of(kvm, src)
     if b.move_enc_context is MoveEncContext.NO_MIRRORS and mirrors:

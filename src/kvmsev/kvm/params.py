@@ -14,6 +14,9 @@
   (``int``, f800650a4ed2 and 4c84926e229e, 5.16), ``vnmi`` (``bool``, fa4c027a7956, 6.4): each
   cleared when the CPU lacks the feature (``vls`` also without NPT), so sysfs shows the outcome;
   ``nrips`` gates SEV from 6.6 and ``lbrv`` SEV-ES from 6.10.
+* ``sev_snp`` (``bool``, sev.c, 6f627b425378, 6.11): default on; overwritten with the outcome.
+* ``ciphertext_hiding_asids`` (``unsigned int``, sev.c, 6c7c620585c6, 6.18): default 0; what
+  setup leaves in it is what sysfs shows (0 once SNP is up on firmware without ciphertext hiding).
 * ``debug_swap`` (``bool``, sev.c, 6.6 to 6.19): default on in 6.6 and from 6.10, off in 6.8 and
   6.9; forced off unless SEV-ES ended up enabled on a CPU with DEBUG_SWAP and NO_NESTED_DATA_BP.
 
@@ -50,6 +53,10 @@ def declarations(behaviour: Behaviour, config: Kconfig) -> list[ParamDecl]:
     value: int | bool = default if kind is ParamType.BOOL else int(default)
     decls.append(ParamDecl("sev", kind, value))
     decls.append(ParamDecl("sev_es", kind, value))
+    if behaviour.sev_snp:
+        decls.append(ParamDecl("sev_snp", ParamType.BOOL, True))
     if behaviour.debug_swap in (DebugSwap.PARAM_ON, DebugSwap.PARAM_OFF):
         decls.append(ParamDecl("debug_swap", ParamType.BOOL, behaviour.debug_swap is DebugSwap.PARAM_ON))
+    if behaviour.ciphertext_hiding_param:
+        decls.append(ParamDecl("ciphertext_hiding_asids", ParamType.UINT, 0))
     return decls

@@ -24,7 +24,8 @@ class Patch:
     reverted: object = False
     #: "series" (merged as part of it), "v4" (posted, not merged), "5.13" (other SEV fixes merged
     #: in the same window, part of the v5.13 preset), or the release that brought a later change
-    #: ("5.14" ... "7.1": part of that preset and every later one)
+    #: ("5.14" ... "7.1": part of that preset and every later one), or "stable" (merged after the
+    #: newest preset and backported to stable trees: in no preset, available to ``--apply``)
     group: str = "series"
 
     def as_dict(self) -> dict[str, object]:

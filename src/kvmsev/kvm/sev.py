@@ -18,6 +18,7 @@ from kvmsev.kvm.behaviour import SetupLog
 from kvmsev.kvm.env import KernelEnv, c_hex_alt
 from kvmsev.kvm.guest import SevVmcbs
 from kvmsev.kvm.oops import null_deref
+from kvmsev.kvm.psp_calls import platform_init, platform_shutdown
 from kvmsev.kvm.state import KvmAmd
 
 U32 = 0xFFFF_FFFF
@@ -75,6 +76,7 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
     b = env.behaviour
     sev_supported = False
     sev_es_supported = False
+    sev_snp_supported = False
     prefix = log_prefix(env)
     try:
         if b.sev_setup_called_unconditionally:
@@ -127,15 +129,49 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
             env.misc.set_capacity("sev_es", sev_es_asid_count)
         if b.setup_log is SetupLog.COUNTS:
             env.trace.dmesg(f"{prefix}SEV-ES supported: {sev_es_asid_count} ASIDs")
+        kvm.min_sev_es_asid = kvm.min_snp_asid = 1
+        kvm.max_sev_es_asid = kvm.max_snp_asid = (kvm.min_sev_asid - 1) & U32
         sev_es_supported = True
+        # 1dfe571c12cf (6.11): SNP rides on SEV-ES: the parameter and CC_ATTR_HOST_SEV_SNP
+        sev_snp_supported = bool(kvm.params.get("sev_snp", False)) and env.features.host_snp
     finally:
+        if b.psp_init_at_kvm_load and kvm.params.get("sev", False):
+            # 6f1d5a3513c2 (6.16): ``if (sev_enabled)`` -- the parameter, not the outcome; SNP
+            # also needs the firmware's SNP platform up (is_sev_snp_initialized)
+            ret, _ = platform_init(env)
+            if ret:
+                sev_supported = sev_es_supported = sev_snp_supported = False
+            elif sev_snp_supported:
+                sev_snp_supported = env.ccp.snp_initialized
+            if b.ciphertext_hiding_param:
+                _ciphertext_hiding(env, kvm, sev_snp_supported)
         if b.setup_log is SetupLog.RANGES:
-            _log_ranges(env, kvm, sev_supported, sev_es_supported)
-        write_back_params(kvm, sev_supported, sev_es_supported)
+            _log_ranges(env, kvm, sev_supported, sev_es_supported, sev_snp_supported)
+        write_back_params(kvm, sev_supported, sev_es_supported, sev_snp_supported)
         _force_debug_swap(env, kvm, sev_es_supported)
 
 
-def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
+def _ciphertext_hiding(env: KernelEnv, kvm: KvmAmd, sev_snp_supported: bool) -> None:
+    """6c7c620585c6 (6.18), in ``sev_hardware_setup`` after ``sev_platform_init``.
+
+    ``sev_is_snp_ciphertext_hiding_supported()`` needs the firmware's SNP_FEATURE_INFO to report
+    ciphertext hiding and SNP_PLATFORM_STATUS to show it enabled in the BIOS; the modeled firmware
+    reports neither, so ``init_args.max_snp_asid`` stays 0. Then: with SNP supported the parameter
+    is overwritten with that 0; otherwise it keeps the user's value, and any non-zero value left
+    partitions the joint range anyway -- SNP ``1..N``, SEV-ES ``N+1..max_sev_es_asid`` -- and logs
+    "SEV-SNP ciphertext hiding enabled", although SNP is off and nothing was sent to the firmware.
+    The misc cgroup's ``sev_es`` capacity, set earlier, is not reduced.
+    """
+    if sev_snp_supported:
+        kvm.params["ciphertext_hiding_asids"] = 0
+    count = int(kvm.params.get("ciphertext_hiding_asids", 0))
+    if count:
+        kvm.max_snp_asid = count
+        kvm.min_sev_es_asid = (count + 1) & U32
+        env.trace.dmesg(f"{log_prefix(env)}SEV-SNP ciphertext hiding enabled")
+
+
+def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool, snp: bool) -> None:
     """6d1bc9754b04's lines at ``out:`` (printed with ``%u``, so ``min - 1`` wraps for EDX 0)."""
     prefix = log_prefix(env)
     low, high = kvm.min_sev_asid, kvm.max_sev_asid
@@ -147,9 +183,23 @@ def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
         else:
             word = "unusable"
         env.trace.dmesg(f"{prefix}SEV {word} (ASIDs {low} - {high})")
+    if env.behaviour.split_es_snp_ranges:
+        es_low, es_high = kvm.min_sev_es_asid, kvm.max_sev_es_asid
+        snp_low, snp_high = kvm.min_snp_asid, kvm.max_snp_asid
+    else:
+        es_low = snp_low = 1 if low > 1 else 0
+        es_high = snp_high = (low - 1) & U32
     if env.features.has(cpuid.SEV_ES):
-        word = "enabled" if sev_es else "disabled"
-        env.trace.dmesg(f"{prefix}SEV-ES {word} (ASIDs {1 if low > 1 else 0} - {(low - 1) & U32})")
+        if not sev_es:
+            word = "disabled"
+        elif es_low <= es_high or not env.behaviour.split_es_snp_ranges:
+            word = "enabled"
+        else:
+            word = "unusable"
+        env.trace.dmesg(f"{prefix}SEV-ES {word} (ASIDs {es_low} - {es_high})")
+    if env.features.has(cpuid.SEV_SNP) and env.behaviour.sev_snp:
+        word = "enabled" if snp else "disabled"
+        env.trace.dmesg(f"{prefix}SEV-SNP {word} (ASIDs {snp_low} - {snp_high})")
 
 
 def _force_debug_swap(env: KernelEnv, kvm: KvmAmd, sev_es: bool) -> None:
@@ -161,13 +211,13 @@ def _force_debug_swap(env: KernelEnv, kvm: KvmAmd, sev_es: bool) -> None:
         kvm.params["debug_swap"] = False
 
 
-def write_back_params(kvm: KvmAmd, sev: bool, sev_es: bool) -> None:
+def write_back_params(kvm: KvmAmd, sev: bool, sev_es: bool, sev_snp: bool = False) -> None:
     """The ``out:`` label: results overwrite the parameter variables (int 0/1 or bool).
 
     With the parameters compiled out (CONFIG_KVM_AMD_SEV=n after a479c3348422) the names are the
     constant ``false`` and there is nothing to write.
     """
-    for name, value in (("sev", sev), ("sev_es", sev_es)):
+    for name, value in (("sev", sev), ("sev_es", sev_es), ("sev_snp", sev_snp)):
         if name in kvm.params:
             kvm.params[name] = value if isinstance(kvm.params[name], bool) else int(value)
 
@@ -197,15 +247,19 @@ def sev_flush_asids(env: KernelEnv, kvm: KvmAmd, low: int = 0, high: int | None 
             if find_next_bit(reclaim >> 1, bound, low) >= bound:
                 return -Errno.EBUSY
     env.wbinvd_on_all_cpus()
-    result = env.psp.df_flush()
+    snp = bool(kvm.params.get("sev_snp", False))
+    result = env.psp.snp_df_flush() if snp else env.psp.df_flush()
     env.trace.fw(result)
     if result.ret:
-        if env.psp.injected is Command.DF_FLUSH:
+        if env.psp.injected in (Command.DF_FLUSH, Command.SNP_DF_FLUSH):
             env.psp.injected = None
         else:
             env.df_flush_failures += 1
         error = 0 if result.status is None else int(result.status)
-        env.trace.dmesg(f"{log_prefix(env)}SEV: DF_FLUSH failed, ret={result.ret}, error={c_hex_alt(error)}")
+        name = "SEV-SNP" if snp else "SEV"
+        env.trace.dmesg(
+            f"{log_prefix(env)}{name}: DF_FLUSH failed, ret={result.ret}, error={c_hex_alt(error)}"
+        )
     return result.ret
 
 
@@ -230,6 +284,8 @@ def sev_hardware_teardown(env: KernelEnv, kvm: KvmAmd) -> None:
     if env.behaviour.misc_cgroup:
         env.misc.set_capacity("sev", 0)
         env.misc.set_capacity("sev_es", 0)
+    if env.behaviour.psp_init_at_kvm_load:
+        platform_shutdown(env)
 
 
 def _free_bitmaps(env: KernelEnv, kvm: KvmAmd) -> None:

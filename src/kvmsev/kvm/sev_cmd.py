@@ -26,10 +26,12 @@ DEV_SEV_FD = 3
 
 ENOTTY = -int(Errno.ENOTTY)
 EINVAL = -int(Errno.EINVAL)
+EPERM = -int(Errno.EPERM)
 EBUSY = -int(Errno.EBUSY)
 EBADF = -int(Errno.EBADF)
 ENOMEM = -int(Errno.ENOMEM)
 EFAULT = -int(Errno.EFAULT)
+EIO = -int(Errno.EIO)
 
 
 class SevCmd(enum.IntEnum):
@@ -59,6 +61,10 @@ class SevCmd(enum.IntEnum):
     SEND_CANCEL = 21
     #: 4f5defae7089 "KVM: SEV: introduce KVM_SEV_INIT2 operation" (6.10)
     INIT2 = 22
+    #: 136d8bc931c8, dee5a47cc7a4, ad27ce155566 (6.11)
+    SNP_LAUNCH_START = 100
+    SNP_LAUNCH_UPDATE = 101
+    SNP_LAUNCH_FINISH = 102
 
 
 @dataclass(slots=True)

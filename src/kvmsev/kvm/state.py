@@ -22,6 +22,11 @@ class KvmAmd:
     sev_enc_bit: int = 0
     max_sev_asid: int = 0
     min_sev_asid: int = 0
+    #: d7fc7d9833f6's bounds (6.18; 0 until setup reaches SEV-ES), see :func:`kvmsev.kvm.asid.asid_range`
+    min_sev_es_asid: int = 0
+    max_sev_es_asid: int = 0
+    min_snp_asid: int = 0
+    max_snp_asid: int = 0
     sev_asid_bitmap: int | None = None
     sev_reclaim_asid_bitmap: int | None = None
     #: every CPU's ``sd->sev_vmcbs``; ``sev_vmcbs_cpus`` counts the CPUs that have one

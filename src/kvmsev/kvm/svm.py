@@ -169,7 +169,7 @@ def load(env: KernelEnv, words: list[tuple[str, str | None]]) -> tuple[KvmAmd | 
     ``parse_args``); unknown names only warn.
     """
     decls = kvm_params.declarations(env.behaviour, env.kconfig)
-    outcome = parse_module_args(MODULE, words, decls)
+    outcome = parse_module_args(MODULE, words, decls, env.behaviour.bool_letters)
     for line in outcome.dmesg:
         env.trace.dmesg(line)
     if outcome.error is not None:

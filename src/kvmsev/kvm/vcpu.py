@@ -55,6 +55,7 @@ from kvmsev.kvm.hardware import (
 )
 from kvmsev.kvm.launch import sev_unbind_asid
 from kvmsev.kvm.sev_cmd import sev_unpin_memory
+from kvmsev.kvm.snp import is_snp_guest, snp_decommission_context
 from kvmsev.kvm.state import KvmAmd
 from kvmsev.kvm.vm_types import DEFAULT_VM, SW_PROTECTED_VM, type_supported
 
@@ -195,7 +196,12 @@ def sev_vm_destroy(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
     for region in vm.regions:
         sev_unpin_memory(vm, region.npages)
     vm.regions = []
-    sev_unbind_asid(env, vm.handle)
+    if is_snp_guest(vm):
+        # SNP_DECOMMISSION instead of DEACTIVATE + DECOMMISSION; on failure the ASID leaks
+        if not snp_decommission_context(env, vm):
+            return
+    else:
+        sev_unbind_asid(env, vm.handle)
     sev_asid_free(env, kvm, vm)
 
 

@@ -18,6 +18,8 @@ DEFAULT_VM = 0
 SW_PROTECTED_VM = 1
 SEV_VM = 2
 SEV_ES_VM = 3
+#: 1dfe571c12cf (6.11): an SEV-SNP guest
+SNP_VM = 4
 
 
 def supported_vm_types(env: KernelEnv, kvm: KvmAmd) -> int | None:
@@ -30,6 +32,8 @@ def supported_vm_types(env: KernelEnv, kvm: KvmAmd) -> int | None:
         types |= 1 << SEV_VM
     if kvm.sev_es_enabled:
         types |= 1 << SEV_ES_VM
+    if kvm.params.get("sev_snp", False):
+        types |= 1 << SNP_VM
     return types
 
 

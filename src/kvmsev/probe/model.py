@@ -75,11 +75,19 @@ def predict(obs: Observation) -> Prediction | None:
         "sev_firmware": obs.dev_sev is not None or refused,
         "sources": {"cpuid_8000001f": "read from this host"},
     }
+    if obs.cpuid_8000000a and obs.cpuid_8000000a[1] >= 2:  # the SVM leaf, when the host has one
+        document["cpuid_8000000a_edx"] = obs.cpuid_8000000a[3]
+        document["svm_nasid"] = obs.cpuid_8000000a[1]
+    if obs.cpuid_80000021:
+        document["cpuid_80000021_eax"] = obs.cpuid_80000021[0]
     if status is not None:
         document["sev_api"] = {
             k: status[f"api_{k}" if k != "build" else "build"] for k in ("major", "minor", "build")
         }
-    profile = profiles.from_dict(document, "probed host")
+    try:
+        profile = profiles.from_dict(document, "probed host")
+    except InputError:  # values no real part has (a hypervisor's CPUID): nothing to predict
+        return None
     config_words = []
     if obs.kconfig is not None:
         for symbol in kconfig.SYMBOLS:

@@ -63,6 +63,9 @@ class Observation:
     model_name: str | None = None
     flags: list[str] = field(default_factory=list)
     cpuid_8000001f: list[int] | None = None
+    #: CPUID Fn8000_000A (SVM features) and Fn8000_0021, when readable
+    cpuid_8000000a: list[int] | None = None
+    cpuid_80000021: list[int] | None = None
     cpuid_reason: str | None = None
     syscfg: int | None = None
     syscfg_reason: str | None = None
@@ -141,6 +144,9 @@ def observe(reader: HostReader) -> Observation:
         obs.flags = fields.get("flags", "").split()
     leaf = reader.cpuid(0x8000001F) if obs.vendor in (None, "AuthenticAMD") else Read(None, "not an AMD CPU")
     obs.cpuid_8000001f, obs.cpuid_reason = leaf.value, leaf.reason
+    if obs.cpuid_8000001f is not None:
+        obs.cpuid_8000000a = reader.cpuid(0x8000000A).value
+        obs.cpuid_80000021 = reader.cpuid(0x80000021).value
     syscfg = reader.msr(MSR_SYSCFG) if obs.vendor in (None, "AuthenticAMD") else Read(None, "not an AMD CPU")
     obs.syscfg, obs.syscfg_reason = syscfg.value, syscfg.reason
     if obs.in_guest and obs.is_amd:

@@ -100,7 +100,17 @@ def _capture(out: Path, root: str) -> Observation:
     record = {
         "format": FORMAT,
         "uid": obs.uid,
-        "cpuid": None if obs.cpuid_8000001f is None else {"0x8000001f": obs.cpuid_8000001f},
+        "cpuid": None
+        if obs.cpuid_8000001f is None
+        else {
+            f"{leaf:#x}": regs
+            for leaf, regs in (
+                (0x8000001F, obs.cpuid_8000001f),
+                (0x8000000A, obs.cpuid_8000000a),
+                (0x80000021, obs.cpuid_80000021),
+            )
+            if regs is not None
+        },
         "cpuid_reason": obs.cpuid_reason,
         "msr": None if obs.syscfg is None else {"0xc0010010": obs.syscfg},
         "msr_reason": obs.syscfg_reason,

@@ -20,6 +20,7 @@ from kvmsev.host.config import FAIL_SITES
 from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.host.stream import Stream
+from kvmsev.kernel.bitops import set_bits
 from kvmsev.kernel.misc_cgroup import RESOURCES
 from kvmsev.kvm.oops import KernelOops
 from kvmsev.kvm.sev_cmd import SevCmd
@@ -60,6 +61,9 @@ _VM_OPS = frozenset(_SIMPLE_CMDS) | {
     "copy_enc_context_from",
     "move_enc_context_from",
     "sev_init2",
+    "snp_launch_start",
+    "snp_launch_update",
+    "snp_launch_finish",
     "send_start",
     "send_update_data",
     "receive_start",
@@ -164,6 +168,24 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
     if op == "sev_init2":
         params = {k: a.get(k, 0) for k in ("vmsa_features", "flags", "ghcb_version")}
         return ops.sev_cmd(host, a["vm"], SevCmd.INIT2, params, data_fault=a.get("data_fault", False))
+    if op == "snp_launch_start":
+        params = {"policy": a.get("policy", 0x30000), "flags": a.get("flags", 0)}
+        fd = a.get("sev_fd")
+        return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_START, params, fd, a.get("data_fault", False))
+    if op == "snp_launch_update":
+        data = a.get("data")
+        uaddr = ops.write_user(host, a["vm"], a.get("uaddr"), data) if data is not None else a.get("uaddr", 0)
+        length = a.get("len", len(data) if data is not None else 0)
+        params = {
+            "gfn_start": a.get("gfn_start", 0),
+            "uaddr": uaddr,
+            "len": length,
+            "type": a.get("type", 1),
+            "flags": a.get("flags", 0),
+        }
+        return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_UPDATE, params)
+    if op == "snp_launch_finish":
+        return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_FINISH, {"flags": a.get("flags", 0)})
     if op == "move_enc_context_from":
         return migration_ops.move_enc_context_from(host, a["vm"], a["source"], a.get("flags", 0))
     if op == "launch_start":
@@ -280,17 +302,6 @@ def _fw_error(code: int) -> dict[str, object] | None:
 def asid_list(bitmap: int | None) -> list[int] | None:
     """The ASIDs set in one of KVM's bitmaps (the model indexes them by ASID)."""
     return None if bitmap is None else set_bits(bitmap)
-
-
-def set_bits(bitmap: int) -> list[int]:
-    """The set bits of ``bitmap``, lowest first, in time proportional to their number (ASIDs can
-    be in the millions on a host whose CPUID says so)."""
-    out = []
-    while bitmap:
-        low = bitmap & -bitmap
-        out.append(low.bit_length() - 1)
-        bitmap ^= low
-    return out
 
 
 def final_state(host: Host) -> dict[str, Any]:

@@ -353,6 +353,38 @@ class CopyEncContextFrom(_OnVm):
     flags: U64 = 0
 
 
+class SnpLaunchStart(_OnVm):
+    """KVM_SEV_SNP_LAUNCH_START (6.11) with ``struct kvm_sev_snp_launch_start``."""
+
+    op: Literal["snp_launch_start"]
+    #: the SNP guest policy (default 0x30000: SMT allowed, the must-be-one bit 17)
+    policy: U64 = 0x30000
+    flags: Annotated[int, BeforeValidator(_int), Field(ge=0, le=0xFFFF), _int_schema(0, 0xFFFF)] = 0
+    sev_fd: U32 | None = None
+    data_fault: bool = False
+
+
+class SnpLaunchUpdate(_OnVm):
+    """KVM_SEV_SNP_LAUNCH_UPDATE: ``len`` bytes from ``uaddr`` (``data`` is written there first)
+    into the guest pages from ``gfn_start``; ``type`` 1 NORMAL, 3 ZERO, 4 UNMEASURED, 5 SECRETS,
+    6 CPUID."""
+
+    op: Literal["snp_launch_update"]
+    gfn_start: U64 = 0
+    data: Data | None = None
+    uaddr: U64 | None = None
+    len: U64 | None = None
+    type: Annotated[int, BeforeValidator(_int), Field(ge=0, le=255), _int_schema(0, 255)] = 1
+    flags: Annotated[int, BeforeValidator(_int), Field(ge=0, le=0xFFFF), _int_schema(0, 0xFFFF)] = 0
+
+
+class SnpLaunchFinish(_OnVm):
+    """KVM_SEV_SNP_LAUNCH_FINISH (no ID block)."""
+
+    op: Literal["snp_launch_finish"]
+    flags: Annotated[int, BeforeValidator(_int), Field(ge=0, le=0xFFFF), _int_schema(0, 0xFFFF)] = 0
+
+
 class MoveEncContextFrom(_OnVm):
     """KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM on ``vm`` with ``source``'s VM fd (5.16)."""
 
@@ -420,6 +452,9 @@ STEP_MODELS: tuple[type[_Step], ...] = (
     CopyEncContextFrom,
     MoveEncContextFrom,
     SevInit2,
+    SnpLaunchStart,
+    SnpLaunchUpdate,
+    SnpLaunchFinish,
     SendStart,
     SendUpdateData,
     ReceiveStart,
@@ -453,6 +488,9 @@ StepModel = Annotated[
     | CopyEncContextFrom
     | MoveEncContextFrom
     | SevInit2
+    | SnpLaunchStart
+    | SnpLaunchUpdate
+    | SnpLaunchFinish
     | SendStart
     | SendUpdateData
     | ReceiveStart

@@ -1,0 +1,150 @@
+"""SEV-SNP guests in KVM (6.11 on; sev.c ``snp_launch_start``, ``snp_launch_update``,
+``snp_launch_finish``, ``snp_decommission_context``), as in 6.12.
+
+An SNP guest is a VM of type KVM_X86_SNP_VM (4) made an SEV-ES guest by KVM_SEV_INIT2 (its
+ASID comes from the SEV-ES range and it is charged as ``sev_es``). From then on only the SNP
+commands work on it: the dispatcher answers -EPERM for any command id below 100.
+
+* KVM_SEV_SNP_LAUNCH_START (100): -ENOTTY unless an SNP guest; params copied (-EFAULT); a second
+  context, non-zero ``flags``, policy bits outside the valid mask, the reserved-must-be-one bit
+  (17) or the SMT bit (16) clear, or SINGLE_SOCKET (20) set -> -EINVAL; SNP_GCTX_CREATE through the
+  caller's ``sev_fd`` (a failure logs "Failed to create SEV-SNP context, rc %d fw_error %d" and
+  gives -ENOTTY); SNP_LAUNCH_START, then SNP_ACTIVATE of the VM's ASID through ``sev->fd``; a
+  failure of either decommissions the context.
+* KVM_SEV_SNP_LAUNCH_UPDATE (101): -EINVAL unless an SNP guest with a context; ``len`` not page
+  aligned, non-zero ``flags`` or an unknown page type -> -EINVAL; then each page through
+  ``kvm_gmem_populate``: SNP_LAUNCH_UPDATE, the page given to the guest. A page already given
+  (-EEXIST from guest_memfd) or a failing command stops the walk: with no page done that is -EIO
+  (``error`` the firmware's status, 0 for the former), otherwise success for the pages done, the
+  parameters advanced past them. The model takes the guest_memfd memslot a VMM sets up for the
+  GFNs as given: memslots and memory attributes are not modeled.
+* KVM_SEV_SNP_LAUNCH_FINISH (102): -ENOTTY unless an SNP guest; -EINVAL without a context or with
+  non-zero ``flags``; each vCPU's VMSA goes in with SNP_LAUNCH_UPDATE (and is then protected);
+  SNP_LAUNCH_FINISH. ID blocks and host data are passed through unmodeled.
+* Destroying the VM: SNP_DECOMMISSION of the context (no DEACTIVATE); if it fails the ASID is
+  leaked, not freed.
+"""
+
+from __future__ import annotations
+
+from kvmsev.errors import Errno
+from kvmsev.hw.memory import PAGE_SIZE
+from kvmsev.kvm.env import KernelEnv
+from kvmsev.kvm.guest import Vm
+from kvmsev.kvm.sev_cmd import EBADF, EFAULT, EINVAL, EIO, ENOTTY, Cmd, dev_sev, fw, issue_ok
+from kvmsev.kvm.state import KvmAmd
+from kvmsev.kvm.vm_types import SNP_VM
+
+EEXIST = -int(Errno.EEXIST)
+
+POLICY_SMT = 1 << 16
+POLICY_RSVD_MBO = 1 << 17
+POLICY_DEBUG = 1 << 19
+POLICY_SINGLE_SOCKET = 1 << 20
+#: SNP_POLICY_MASK_VALID (6.11-6.16): ABI minor/major, SMT, MBO, DEBUG, SINGLE_SOCKET
+POLICY_VALID = 0xFFFF | POLICY_SMT | POLICY_RSVD_MBO | POLICY_DEBUG | POLICY_SINGLE_SOCKET
+#: KVM_SEV_SNP_PAGE_TYPE_*: NORMAL 1, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6
+PAGE_TYPES = frozenset({1, 3, 4, 5, 6})
+PAGE_TYPE_ZERO = 3
+
+
+def is_snp_guest(vm: Vm) -> bool:
+    """``sev_snp_guest()``: an active SEV guest of the SNP type."""
+    return vm.active and vm.vm_type == SNP_VM
+
+
+def snp_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    if not is_snp_guest(vm):
+        return ENOTTY
+    if cmd.data_fault:
+        return EFAULT
+    policy = cmd.int("policy")
+    if vm.snp_context or cmd.int("flags") or policy & ~POLICY_VALID:
+        return EINVAL
+    if not policy & POLICY_RSVD_MBO or not policy & POLICY_SMT or policy & POLICY_SINGLE_SOCKET:
+        return EINVAL
+    if not dev_sev(env, cmd.sev_fd):
+        return EBADF
+    created = fw(env, cmd, env.psp.snp_gctx_create())
+    if not created.ok:
+        env.trace.dmesg(f"kvm_amd: Failed to create SEV-SNP context, rc {created.ret} fw_error {cmd.error}")
+        return ENOTTY
+    assert isinstance(created.out, int)
+    vm.snp_context = created.out
+    start = fw(env, cmd, env.psp.snp_launch_start(vm.snp_context, policy))
+    if not start.ok:
+        snp_decommission_context(env, vm)
+        return start.ret
+    vm.fd = cmd.sev_fd
+    activate = fw(env, cmd, env.psp.snp_activate(vm.snp_context, vm.asid))
+    if not activate.ok:
+        snp_decommission_context(env, vm)
+        return activate.ret
+    return 0
+
+
+def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    if not is_snp_guest(vm) or not vm.snp_context:
+        return EINVAL
+    if cmd.data_fault:
+        return EFAULT
+    length, page_type = cmd.int("len"), cmd.int("type")
+    if length % PAGE_SIZE or cmd.int("flags") or page_type not in PAGE_TYPES:
+        return EINVAL
+    gfn, uaddr = cmd.int("gfn_start"), cmd.int("uaddr")
+    done = 0
+    failure = 0
+    for i in range(length // PAGE_SIZE):
+        if gfn + i in vm.gmem_prepared:
+            failure = EEXIST  # kvm_gmem_populate: the page was prepared already
+            break
+        if page_type != PAGE_TYPE_ZERO and not vm.memory.mapped(uaddr + i * PAGE_SIZE, PAGE_SIZE):
+            failure = EFAULT
+            break
+        result = fw(env, None, env.psp.snp_launch_update(vm.snp_context, gfn + i))
+        if not result.ok:
+            failure = result.code
+            break
+        vm.gmem_prepared.add(gfn + i)
+        done += 1
+    if done == 0 and length:
+        cmd.error = failure if failure > 0 else 0  # a firmware status, or none for -EEXIST/-EFAULT
+        return EIO
+    cmd.params.update(
+        gfn_start=gfn + done,
+        len=length - done * PAGE_SIZE,
+        uaddr=uaddr if page_type == PAGE_TYPE_ZERO else uaddr + done * PAGE_SIZE,
+    )
+    return 0
+
+
+def snp_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    if not is_snp_guest(vm):
+        return ENOTTY
+    if not vm.snp_context:
+        return EINVAL
+    if cmd.data_fault:
+        return EFAULT
+    if cmd.int("flags"):
+        return EINVAL
+    if not issue_ok(env, vm):
+        return EBADF
+    for vcpu in vm.vcpus:
+        if vcpu.guest_state_protected or vcpu.vmsa_pfn is None:
+            continue
+        result = fw(env, cmd, env.psp.snp_launch_update(vm.snp_context, -1 - vcpu.vmsa_pfn))
+        if not result.ok:
+            return result.ret
+        vcpu.guest_state_protected = True
+    return fw(env, cmd, env.psp.snp_launch_finish(vm.snp_context)).ret
+
+
+def snp_decommission_context(env: KernelEnv, vm: Vm) -> bool:
+    """SNP_DECOMMISSION (through the driver, not ``sev->fd``); False when it failed."""
+    if not vm.snp_context:
+        return True
+    result = fw(env, None, env.psp.snp_decommission(vm.snp_context))
+    if not result.ok:
+        return False
+    vm.snp_context = 0
+    return True
