@@ -296,3 +296,26 @@ def test_damaged_files_of_a_recorded_host_are_reported_not_crashed_on(
     assert code in (0, 1) and err == ""
     report = json.loads(out)
     assert report["host"]["release"] is None
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs a /proc file system")
+def test_an_output_directory_the_file_system_refuses_is_refused_before_the_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Root passes every access() check; /proc still refuses new entries."""
+    line = refused(capsys, "check", "--out", "/proc/kvmsev-out", "--max-states", "50")
+    assert line.startswith("kvmsev: error: --out: cannot create /proc/kvmsev-out")
+    line = refused(capsys, "boot", "--export-root", "/proc/kvmsev-root")
+    assert line.startswith("kvmsev: error: --export-root: cannot create /proc/kvmsev-root")
+
+
+def test_guest_data_for_a_vm_when_kvm_amd_is_not_loaded_is_an_enoent_step(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With no module there are no VMs to name-check, and no process memory to write to."""
+    scenario = tmp_path / "s.yaml"
+    steps = "[{op: snp_launch_update, vm: b, data: ''}, {op: mem_write, vm: c, data: '00'}]"
+    scenario.write_text(f"host: {{kernel: v6.12, fail_alloc: [sev_vmcbs]}}\nsteps: {steps}\n")
+    code, out, err = run(capsys, "run", str(scenario), "--json")
+    assert (code, err) == (0, "")
+    assert [s["errno"] for s in json.loads(out)["steps"]] == ["ENOENT", "ENOENT"]

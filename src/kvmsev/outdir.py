@@ -24,6 +24,12 @@ def _writable_ancestor(path: Path, field: str) -> None:
         raise InputError(field, f"{ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(field, f"cannot create {path}: {ancestor} is not writable")
+    # access() says yes to root everywhere, and some file systems (/proc, /sys) refuse new entries
+    # whatever the mode bits: make and remove a trial directory to know before any work is done
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kvmsev-probe.", dir=ancestor))
+    except OSError as exc:
+        raise InputError(field, f"cannot create {path}: {exc.strerror or exc}") from None
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -109,15 +115,21 @@ def staged_tree(target: Path, field: str) -> Iterator[Path]:
         raise
 
 
-def write_file(path: Path, text: str) -> None:
+def write_file(path: Path, text: str, field: str) -> None:
     """Write ``path`` through a temporary name in the same directory, so a reader never sees it
-    half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    half-written; a file system that refuses (full, read-only) is reported against ``field``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise InputError(field, f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(field, f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

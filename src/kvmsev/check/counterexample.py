@@ -41,5 +41,5 @@ def scenario(config: HostConfig, violation: Violation) -> dict[str, Any]:
 def write(config: HostConfig, violation: Violation, directory: Path) -> Path:
     """``DIR/<invariant>.yaml``, replacing an earlier counterexample to the same invariant whole."""
     path = directory / f"{violation.invariant}.yaml"
-    write_file(path, yaml.safe_dump(scenario(config, violation), sort_keys=False, width=100))
+    write_file(path, yaml.safe_dump(scenario(config, violation), sort_keys=False, width=100), "--out")
     return path

@@ -174,6 +174,8 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
         return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_START, params, fd, a.get("data_fault", False))
     if op == "snp_launch_update":
         data = a.get("data")
+        if data is not None and vm is None:
+            return ops.Outcome(-int(Errno.ENOENT))  # no such VM: nowhere to put the data
         uaddr = ops.write_user(host, a["vm"], a.get("uaddr"), data) if data is not None else a.get("uaddr", 0)
         length = a.get("len", len(data) if data is not None else 0)
         params = {
@@ -223,7 +225,7 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
     if op in ("reg_region", "unreg_region"):
         return ops.reg_region(host, a["vm"], a["uaddr"], a["size"], unregister=op == "unreg_region")
     if op == "mem_write":
-        if host.kvm is None:
+        if host.kvm is None or ops.vm_of(host, a["vm"]) is None:
             return ops.Outcome(-int(Errno.ENOENT))
         uaddr = ops.write_user(host, a["vm"], a.get("uaddr"), a["data"])
         return ops.Outcome(0, 0, {"uaddr": uaddr})
