@@ -100,18 +100,30 @@ def kstrtouint(text: str) -> int | Errno:
 
 
 class BoolLetters(enum.Enum):
-    """The first letters ``kstrtobool()`` takes for true and for false, by kernel.
+    """Which first letters ``kstrtobool()`` takes for true and for false, by kernel.
 
     ``on``/``of`` (either case) are accepted by every modeled kernel; before 5.14 the function is
     ``strtobool()`` in lib/string.c, with the same letters.
     """
 
     #: 5.12 to 5.18: ``y Y 1`` / ``n N 0``
-    YES_NO = ("yY1", "nN0")
+    YES_NO = "yes-no"
     #: 0d6ea3ac94ca "lib/kstrtox.c: add "false"/"true" support to kstrtobool()" (5.19): ``t T``/``f F``
-    TRUE_FALSE = ("yYtT1", "nNfF0")
+    TRUE_FALSE = "true-false"
     #: ae5b3500856f "kstrtox: add support for enabled and disabled in kstrtobool()" (6.16): ``e E``/``d D``
-    ENABLED_DISABLED = ("eEyYtT1", "dDnNfF0")
+    ENABLED_DISABLED = "enabled-disabled"
+
+    @property
+    def letters(self) -> tuple[str, str]:
+        """The first letters meaning true, and those meaning false."""
+        return _LETTERS[self]
+
+
+_LETTERS = {
+    BoolLetters.YES_NO: ("yY1", "nN0"),
+    BoolLetters.TRUE_FALSE: ("yYtT1", "nNfF0"),
+    BoolLetters.ENABLED_DISABLED: ("eEyYtT1", "dDnNfF0"),
+}
 
 
 def kstrtobool(text: str, letters: BoolLetters = BoolLetters.YES_NO) -> bool | Errno:
@@ -123,7 +135,7 @@ def kstrtobool(text: str, letters: BoolLetters = BoolLetters.YES_NO) -> bool | E
     ``kstrtobool`` (5.14 on).
     """
     first = text[:1]
-    truthy, falsy = letters.value
+    truthy, falsy = letters.letters
     if first and first in truthy:
         return True
     if first and first in falsy:

@@ -9,6 +9,7 @@ from kvmsev.cli.commands.output import emit
 from kvmsev.cli.parser import add_json
 from kvmsev.cli.style import Style, table
 from kvmsev.kvm.kernels import RELEASES, changes_in
+from kvmsev.kvm.later import LATER
 from kvmsev.kvm.patches import SERIES_AND_5_13
 
 SCHEMA = "kvmsev.kernels/1"
@@ -30,7 +31,8 @@ def data() -> dict[str, Any]:
         else:
             changes = [p.as_dict() for p in changes_in(release)]
         presets.append({"kernel": f"v{release}", "changes": changes})
-    return {"schema": SCHEMA, "presets": presets}
+    stable = [p.as_dict() for p in LATER if p.group == "stable"]
+    return {"schema": SCHEMA, "presets": presets, "stable": stable}
 
 
 def render(document: dict[str, Any], style: Style) -> str:
@@ -52,7 +54,12 @@ def render(document: dict[str, Any], style: Style) -> str:
         "Each preset is the one above it plus the changes listed; each change is also a switch "
         "(--apply/--revert)."
     )
-    return f"{table(rows, ['kernel', 'changes modeled'])}\n\n{intro}"
+    later = "".join(
+        f"\n  {c['name']} ({c['commit']}, mainline {c['number']}): {c['change']}" for c in document["stable"]
+    )
+    if later:
+        later = f"\n\nMerged after the newest preset and backported to stable trees (in no preset):{later}"
+    return f"{table(rows, ['kernel', 'changes modeled'])}{later}\n\n{intro}"
 
 
 def execute(args: argparse.Namespace, style: Style) -> int:
