@@ -326,6 +326,15 @@ def test_ciphertext_hiding_asids_splits_the_sev_es_range_even_with_snp_off() -> 
     assert first["steps"][1]["result"]["asid"] == 41
 
 
+def test_ciphertext_hiding_example_loses_sev_es_asids_only_from_6_18() -> None:
+    """Q1's example: the first SEV-ES guest gets ASID 41 on 6.18 and 7.1, ASID 1 on 6.17."""
+    path = "examples/kernels/ciphertext-hiding-without-snp.yaml"
+    for kernel, asid in (("v6.17", 1), ("v6.18", 41), ("v7.1", 41)):
+        report = runner.run(schema.override(schema.load(path), schema.HostOverride(kernel=kernel)))
+        assert report["steps"][1]["result"]["asid"] == asid, kernel
+        assert report["steps"][2]["result"]["handle"] == 1, kernel
+
+
 def test_ciphertext_hiding_asids_past_the_range_leaves_sev_es_unusable() -> None:
     report = boot(profile="epyc-9124", kernel="v6.18", bios=GENOA_ES, params=["ciphertext_hiding_asids=99"])
     assert "kvm_amd: SEV-ES unusable (ASIDs 100 - 99)" in report["dmesg"]

@@ -74,6 +74,14 @@ def test_patch_requests_that_would_do_nothing_are_refused() -> None:
         kernels.build("v5.12", ["no-such-patch"])
 
 
+def test_two_switches_setting_one_field_the_same_way_are_refused() -> None:
+    """debug-swap (6.6) and debug-swap-default-on (6.10) both turn ``debug_swap`` on."""
+    with pytest.raises(InputError, match="'debug-swap' and 'debug-swap-default-on' both set debug_swap"):
+        kernels.build("v5.12", ["debug-swap-default-on", "debug-swap"])
+    swapped = kernels.build("v6.6", ["debug-swap-default-off"])
+    assert swapped.debug_swap == kernels.PRESETS["v6.8"].debug_swap
+
+
 # -- 01 ---------------------------------------------------------------------------------------
 def test_zero_vmcb_array_makes_sev_vmcbs_zeroed() -> None:
     before = boot(kernel="v5.12", params="kvm_amd.sev=1", cpus=4)

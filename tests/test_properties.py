@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmsev.kvm.patches import PATCHES
+from kvmsev.kvm.patches import BY_NAME, PATCHES
 from tests.conftest import boot
 
 u32 = st.integers(min_value=0, max_value=0xFFFF_FFFF)
@@ -24,7 +24,7 @@ switchable = [p.name for p in PATCHES if p.field is not None and p.name != "cpui
     sev_es=param_values,
     npt=param_values,
     kernel=st.sampled_from(["v5.12", "v5.13"]),
-    toggles=st.lists(st.sampled_from(switchable), unique=True, max_size=4),
+    toggles=st.lists(st.sampled_from(switchable), unique_by=lambda name: BY_NAME[name].field, max_size=4),
     smee=st.booleans(),
     kvm_amd_sev=st.booleans(),
 )
@@ -42,7 +42,6 @@ def test_boot_is_total_and_consistent(
     kvm_amd_sev: bool,
 ) -> None:
     from kvmsev.kvm.kernels import PRESETS
-    from kvmsev.kvm.patches import BY_NAME
 
     base = PRESETS[kernel]
     apply = [t for t in toggles if getattr(base, BY_NAME[t].field or "") != BY_NAME[t].applied]

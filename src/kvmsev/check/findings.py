@@ -154,4 +154,30 @@ Checked and not on the path: no other caller frees the bitmaps (`svm_hardware_un
 failure at load leaks the same way; the offline CPU is the one the model can produce. That DF_FLUSH
 fails after INIT while a CPU is offline rests on the firmware's WBINVD_DONE tracking, as in the
 teardown finding above; the leak itself is kernel code.
+
+### Q1: ciphertext_hiding_asids with SEV-SNP not up still takes SEV-ES ASIDs (6.18 to 7.1)
+
+A boot-time quirk, not a checker invariant (`examples/kernels/ciphertext-hiding-without-snp.yaml`;
+`kvmsev boot --kernel v6.18 --profile epyc-9124 --bios sev_es_asid_space_limit=100 --param
+kvm_amd.sev_snp=0 --param kvm_amd.ciphertext_hiding_asids=40`). Line numbers: Linux 6.18
+arch/x86/kvm/svm/sev.c; 7.1 reads the same at L3167-3199.
+
+1. The parameter is a plain `uint` (L61-62, 6c7c620585c6); nothing checks it against the ASID
+   ranges before `sev_hardware_setup`.
+2. At `out:` the value is replaced only when SNP is up: `if (sev_snp_supported)
+   nr_ciphertext_hiding_asids = init_args.max_snp_asid` (L3121-3122). With `sev_snp=0`, no SNP
+   host (BIOS SNP off, no RMP) or a failed SNP init, the user's N stays.
+3. `if (nr_ciphertext_hiding_asids)` then sets `max_snp_asid = N`, `min_sev_es_asid = N + 1` and
+   logs "SEV-SNP ciphertext hiding enabled" (L3132-3136), whatever SNP's state and whether the
+   firmware has the feature (`sev_is_snp_ciphertext_hiding_supported`, L3112, only limits what is
+   passed to the PSP).
+4. `sev_asid_new` takes SEV-ES guests from `min_sev_es_asid..max_sev_es_asid` (L199-205): ASIDs
+   1..N go unused, and N >= `min_sev_asid` - 1 leaves SEV-ES "unusable" (`-ENOTTY`, L218-219).
+   The misc cgroup's `sev_es` capacity stays `min_sev_asid - 1` (L3103-3104).
+
+Checked and not on the path: these are the only assignments of `min_sev_es_asid` and
+`max_snp_asid` after L3100-3101; `sev_platform_init` failing turns SEV-ES off but does not undo
+the partition (the log then shows it "disabled" with N + 1 as its start). With SNP up, the value is
+`init_args.max_snp_asid`: `min(N, min_sev_asid - 1)` on firmware with ciphertext hiding, 0 without
+it (the model's firmware: no SNP_FEATURE_INFO, so always 0). Rests on kernel code only.
 """

@@ -7,6 +7,8 @@ is wrong" (an invariant broken, a probe check failed) exits 1.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import io
 import sys
 from collections.abc import Sequence
@@ -18,8 +20,15 @@ from kvmsev.errors import InputError
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: parsing does not change it, and building it is most
+    of what a quick command costs (a fuzz run calls ``main`` thousands of times)."""
+    return build_parser()
+
+
 def run(argv: Sequence[str]) -> int:
-    parser = build_parser()
+    parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         # the subcommand's parser, so the message points at its --help

@@ -86,17 +86,22 @@ def build(kernel: str, apply: Sequence[str] = (), revert: Sequence[str] = ()) ->
 
     Reverts go first so that ``--revert cpuid-mask --apply cpuid-mask-v4`` swaps one version of a
     patch for the other. Applying a patch the kernel already has, or reverting one it lacks, is
-    refused: the request would silently do nothing, which is never what the user meant.
+    refused: the request would silently do nothing, which is never what the user meant. So is
+    a second switch of the same direction on a field an earlier one already set (the
+    ``debug_swap`` steps of 6.6, 6.8 and 6.10): which one wins would be an accident of order.
     """
     behaviour = preset(kernel)
-    for name in revert:
-        patch, field = lookup(name, "--revert")
-        if getattr(behaviour, field) != patch.applied:
-            raise InputError("--revert", f"{name!r} is not in {kernel}")
-        behaviour = behaviour.with_fields(**{field: patch.reverted})
-    for name in apply:
-        patch, field = lookup(name, "--apply")
-        if getattr(behaviour, field) == patch.applied:
-            raise InputError("--apply", f"{name!r} is already in {kernel}")
-        behaviour = behaviour.with_fields(**{field: patch.applied})
+    for option, names in (("--revert", revert), ("--apply", apply)):
+        setter: dict[str, str] = {}
+        for name in names:
+            patch, field = lookup(name, option)
+            if field in setter:
+                raise InputError(option, f"{name!r} and {setter[field]!r} both set {field}; give one of them")
+            setter[field] = name
+            if option == "--revert" and getattr(behaviour, field) != patch.applied:
+                raise InputError(option, f"{name!r} is not in {kernel}")
+            if option == "--apply" and getattr(behaviour, field) == patch.applied:
+                raise InputError(option, f"{name!r} is already in {kernel}")
+            value = patch.reverted if option == "--revert" else patch.applied
+            behaviour = behaviour.with_fields(**{field: value})
     return behaviour

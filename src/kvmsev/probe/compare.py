@@ -2,9 +2,10 @@
 
 Compared: the ``kvm_amd`` sysfs parameter texts, ``misc.capacity``, the kernel's SEV and NPT log
 lines, and KVM_GET_SUPPORTED_CPUID's leaf 0x8000001F. Every disagreement says whether it looks
-like a finding about the host or a gap in the model: on the kernels the model covers (5.12,
-5.13) the model is trusted; on newer kernels the difference is expected where they changed
-(6.5 log format, PSP probe at load, newer CPUID masking) and blamed on the model's coverage.
+like a finding about the host or a gap in the model: on a kernel a preset covers (v5.12 to the
+newest, each release's mainline X.Y.0) the model is trusted and the host is the suspect
+(distribution patches and stable backports are the usual reasons); older or newer kernels than
+the presets blame the model's coverage.
 """
 
 from __future__ import annotations

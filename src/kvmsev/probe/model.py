@@ -2,9 +2,10 @@
 
 Profile: synthesised from the observed CPUID 0x8000001F (exact, so no BIOS options are needed),
 SYSCFG (read, or inferred from the kernel's ``sme``/``sev`` flags, which the kernel clears when
-SMEE is off) and whether the SEV firmware answered (``/dev/sev``). Kernel preset: ``v5.12`` for
-kernels before 5.13, ``v5.13`` otherwise (newer kernels are compared against 5.13 behaviour and
-disagreements are blamed on the model's coverage). Kconfig from the kernel's config file;
+SMEE is off) and whether the SEV firmware answered (``/dev/sev``). Kernel preset: the newest
+one not newer than the host's release (``preset_for``); kernels outside the presets' span are
+compared against the nearest one and disagreements are blamed on the model's coverage. Kconfig
+from the kernel's config file;
 ``kvm_amd`` options from the command line and /etc/modprobe.d.
 """
 
