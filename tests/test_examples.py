@@ -3,11 +3,13 @@ of their patch."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kvmsev.kvm.kernels import RELEASES
 from kvmsev.scenario import runner, schema
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -239,3 +241,43 @@ def test_selftest_dbg_round_trips() -> None:
     assert step(r, 11)["result"]["data"] == "cafebabecafebabecafebabecafebabe0011"
     assert step(r, 12)["result"]["data"] == pattern[0xFF0:0xFF7].hex(), "bytes around the write are intact"
     assert step(r, 17)["fw_error"] == {"code": 7, "name": "POLICY_FAILURE"}
+
+
+def outcomes(report: dict[str, Any]) -> Counter[tuple[str, str | None]]:
+    return Counter((s["op"], s["errno"]) for s in report["steps"])
+
+
+@pytest.mark.parametrize("kernel", [f"v{r}" for r in RELEASES[RELEASES.index("6.10") :]])
+def test_selftest_init2_accepts_only_typed_vms_and_offered_features(kernel: str) -> None:
+    """sev_init2_tests: 3 INIT2s succeed (SEV, SEV-ES, SEV-ES with DebugSwap); 32 + 32 flag bits,
+    64 SEV feature bits, 63 unoffered SEV-ES bits and the default VM fail, as do legacy inits."""
+    r = run("selftests/sev-init2.yaml", kernel=kernel)
+    counts = outcomes(r)
+    assert counts[("sev_init2", None)] == 3
+    assert counts[("sev_init2", "EINVAL")] == 1 + 64 + 64 + 63
+    assert counts[("sev_init", "EINVAL")] == counts[("sev_es_init", "EINVAL")] == 1
+    assert sum(n for (_, errno), n in counts.items() if errno is not None) == 1 + 64 + 64 + 63 + 2
+    assert broken(r) == set()
+
+
+@pytest.mark.parametrize("kernel", [f"v{r}" for r in RELEASES[RELEASES.index("5.16") :]])
+def test_selftest_migrate_moves_along_a_chain_and_refuses_what_the_selftest_refuses(kernel: str) -> None:
+    """sev_migrate_tests: two chains of three moves (SEV, SEV-ES) end in EIO into the dead source;
+    five refused moves, five refused copies, eight commands refused on a mirror; the moved SEV-ES
+    vCPUs keep their VMSA pages (es_vcpus_have_vmsa holds)."""
+    r = run("selftests/sev-migrate.yaml", kernel=kernel)
+    counts = outcomes(r)
+    assert counts[("move_enc_context_from", None)] == 6
+    assert counts[("move_enc_context_from", "EIO")] == 2
+    assert counts[("move_enc_context_from", "EINVAL")] == 5
+    assert counts[("copy_enc_context_from", None)] == 1
+    assert counts[("copy_enc_context_from", "EINVAL")] == 5
+    assert counts[("mem_enc_op", "EINVAL")] == 8
+    assert counts[("guest_status", None)] == 1
+    assert sum(n for (_, errno), n in counts.items() if errno is not None) == 2 + 5 + 5 + 8
+    assert broken(r) == set()
+
+
+def test_selftest_migrate_needs_5_16() -> None:
+    r = run("selftests/sev-migrate.yaml", kernel="v5.15")
+    assert outcomes(r)[("move_enc_context_from", None)] == 0

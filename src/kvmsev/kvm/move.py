@@ -18,7 +18,9 @@ SEV intra host migration" and 0b020f5af092 for SEV-ES, 5.16; sev.c
 6. an SEV-ES source must have as many vCPUs as the destination and each must have its VMSA
    launched (LAUNCH_UPDATE_VMSA) -> -EINVAL;
 7. ``sev_migrate_from``: ASID, handle, pinned pages, ``es_active``, the regions and mirror status
-   move to the destination and are cleared in the source (``sev->fd`` does not move); [5.18,
+   move to the destination and are cleared in the source (``sev->fd`` does not move); for an
+   SEV-ES guest each destination vCPU takes the source vCPU's ``sev_es`` state, its VMSA page
+   included, and the source's is zeroed (``guest_state_protected`` follows); [5.18,
    b2125513dfc0: the source's mirrors now mirror the destination;] then ``kvm_vm_dead(source)``.
 
 On success the source's cgroup reference is dropped, and when a charge was made at step 5 the
@@ -114,5 +116,8 @@ def _migrate(kvm: KvmAmd, dst: Vm, src: Vm, mirrors: list[Vm]) -> None:
         dst.users += 1
         src.users -= 1
     if dst.es_active:
-        for vcpu in dst.vcpus:
-            vcpu.guest_state_protected = True
+        # each destination vCPU takes the VMSA page (and the rest of ``sev_es``) of the source
+        # vCPU with its index; the source's is cleared, so it is freed once, with the destination
+        for dst_vcpu, src_vcpu in zip(dst.vcpus, src.vcpus, strict=True):
+            dst_vcpu.vmsa_pfn, src_vcpu.vmsa_pfn = src_vcpu.vmsa_pfn, None
+            dst_vcpu.guest_state_protected, src_vcpu.guest_state_protected = True, False
