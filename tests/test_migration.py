@@ -117,6 +117,27 @@ def test_guest_data_crossing_a_page_is_einval() -> None:
     assert r["steps"][-1]["errno"] == "EINVAL"
 
 
+def test_a_length_that_wraps_past_the_page_check_is_einval_only_from_6_3() -> None:
+    """f94f053aa3a5: 0xFFFFF010 + offset 0xFF0 is 0 in 32 bits, so 6.2 passes the page check and
+    fails later, allocating a transport buffer of that length (-ENOMEM)."""
+    answers = {}
+    for kernel in ("v6.2", "v6.3"):
+        r = run(
+            {
+                "host": {"profile": "lab", "kernel": kernel},
+                "steps": [
+                    *on_one_host(launched()),
+                    {"op": "send_start", "vm": "a"},
+                    {"op": "send_update_data", "vm": "a", "uaddr": GUEST + 0xFF0, "len": 0xFFFFF010},
+                ],
+            }
+        )
+        last = r["steps"][-1]
+        answers[kernel] = (last["errno"], [e["cmd"] for e in last["events"] if e["kind"] == "fw"])
+    assert answers["v6.3"] == ("EINVAL", [])
+    assert answers["v6.2"] == ("ENOMEM", [])
+
+
 def test_an_unpinnable_guest_page_oopses_send_update_data_in_5_13() -> None:
     """5.13 tests the error pointer from sev_pin_memory against NULL and dereferences it
     (c7a1b2b678c5 fixes that in 5.14)."""

@@ -212,6 +212,9 @@ class Behaviour:
     #: 8d20bd638167 "KVM: x86: Unify pr_fmt to use module name for all KVM modules" (6.3): sev.c and
     #: svm.c lines read "kvm_amd: ..." (and the "kvm: " inside the nested and NPT lines is gone)
     module_log_prefix: bool = False
+    #: f94f053aa3a5 "KVM: SVM: Fix potential overflow in SEV's send|receive_update_data()" (6.3):
+    #: ``guest_len > PAGE_SIZE`` is refused before the page-crossing sum, which wraps in 32 bits
+    update_data_len_checked: bool = False
     #: "KVM: SVM: Add VNMI support" series (6.4): "Virtual NMI enabled" on parts with VNMI
     svm_vnmi: bool = False
     #: how sev_hardware_setup logs its result (6.5)

@@ -220,6 +220,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "Nested Paging enabled')",
     ),
     _change(
+        "update-data-len-checked",
+        "6.3",
+        "f94f053aa3a5",
+        "KVM: SVM: Fix potential overflow in SEV's send|receive_update_data()",
+        "update_data_len_checked",
+        "SEND_UPDATE_DATA and RECEIVE_UPDATE_DATA refuse guest_len > PAGE_SIZE with -EINVAL; before, "
+        "guest_len + offset was summed in 32 bits, so a length near 4 GiB wrapped and passed",
+    ),
+    _change(
         "svm-vnmi",
         "6.4",
         "fa4c027a7956",

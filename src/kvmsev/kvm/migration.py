@@ -63,9 +63,12 @@ def _guest_page(env: KernelEnv, vm: Vm, cmd: Cmd) -> list[int] | int:
     return frames
 
 
-def _crosses_page(cmd: Cmd) -> bool:
-    """``guest_len + offset > PAGE_SIZE`` in 32-bit unsigned arithmetic (a huge length wraps)."""
+def _crosses_page(env: KernelEnv, cmd: Cmd) -> bool:
+    """``guest_len + offset > PAGE_SIZE`` in 32-bit unsigned arithmetic (``__u32`` plus ``int``: a
+    huge length wraps), with ``guest_len > PAGE_SIZE`` checked first from f94f053aa3a5 (6.3)."""
     offset = cmd.int("guest_uaddr") & (PAGE_SIZE - 1)
+    if env.behaviour.update_data_len_checked and cmd.int("guest_len") > PAGE_SIZE:
+        return True
     return (cmd.int("guest_len") + offset) & 0xFFFF_FFFF > PAGE_SIZE
 
 
@@ -148,7 +151,7 @@ def sev_send_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         or not cmd.int("hdr_uaddr")
     ):
         return EINVAL
-    if _crosses_page(cmd):
+    if _crosses_page(env, cmd):
         return EINVAL
     frames = _guest_page(env, vm, cmd)
     if isinstance(frames, int):
@@ -244,7 +247,7 @@ def sev_receive_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> in
     keys = ("hdr_uaddr", "hdr_len", "guest_uaddr", "guest_len", "trans_uaddr", "trans_len")
     if not all(cmd.int(key) for key in keys):
         return EINVAL
-    if _crosses_page(cmd):
+    if _crosses_page(env, cmd):
         return EINVAL
     blobs = copy_blobs(vm, cmd, (("hdr_uaddr", "hdr_len"), ("trans_uaddr", "trans_len")), optional=False)
     if isinstance(blobs, int):
