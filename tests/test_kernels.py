@@ -281,6 +281,23 @@ def test_a_failed_psp_init_at_load_leaks_the_bitmaps_from_6_16() -> None:
         assert [v["invariant"] for v in report["invariants"]["violations"]] == leaked, kernel
 
 
+def test_a_reload_after_a_leaking_unload_allocates_the_bitmaps_afresh() -> None:
+    """The leaked bitmaps stay allocated; the next load allocates its own and unloads cleanly."""
+    steps: list[dict[str, Any]] = [
+        {"op": "module_unload"},
+        {"op": "cpu_offline", "cpu": 1},
+        {"op": "module_load"},
+        {"op": "module_unload"},
+        {"op": "cpu_online", "cpu": 1},
+        {"op": "module_load"},
+        {"op": "module_unload"},
+    ]
+    host = {"profile": "lab", "kernel": "v6.16", "bios": ["sev_asid_count=2", "sev_es_asid_space_limit=2"]}
+    report = runner.run(schema.parse({"host": host, "steps": steps}))
+    assert [s["result"]["leaked_bytes"] for s in report["steps"] if s["op"] == "module_unload"] == [0, 16, 0]
+    assert [v["step"] for v in report["invariants"]["violations"]] == [3]
+
+
 def test_vm_destroy_stops_flushing_caches_in_6_17() -> None:
     steps = [*launched("a"), {"op": "vm_destroy", "vm": "a"}]
     kinds = {k: [e["kind"] for e in run(k, steps)["steps"][-1]["events"]] for k in ("v6.16", "v6.17")}

@@ -74,6 +74,7 @@ def clone(host: Host) -> Host:
     env = new.env = _shallow(host.env)
     env.alloc = _shallow(env.alloc)
     env.alloc.live = dict(env.alloc.live)
+    env.alloc.leaked = dict(env.alloc.leaked)
     env.alloc.fail_sites = set(env.alloc.fail_sites)
     _copy_psp(env)
     misc = env.misc = _shallow(env.misc)

@@ -173,8 +173,9 @@ class Host:
             self.crash(exc)
             oops = exc.line
         self.kvm = None
-        if self.env.alloc.live:
-            self.env.unclean_teardowns.append(f"kvm_amd unload left {sorted(self.env.alloc.live)} allocated")
+        leaked = self.env.alloc.orphan()
+        if leaked:
+            self.env.unclean_teardowns.append(f"kvm_amd unload left {sorted(leaked)} allocated")
         if self.env.df_flush_failures != failures:
             self.env.unclean_teardowns.append("kvm_amd unload issued a DF_FLUSH that failed")
         firmware = tuple(
@@ -190,7 +191,7 @@ class Host:
             firmware=firmware,
             wbinvd_cpus=tuple(sorted(wbinvd)),
             dmesg=self._dmesg_since(mark),
-            leaked=dict(self.env.alloc.live),
+            leaked=leaked,
             oops=oops,
         )
 

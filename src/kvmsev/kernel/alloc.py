@@ -30,6 +30,9 @@ class Allocator:
 
     live: dict[str, int] = field(default_factory=dict)
     fail_sites: set[str] = field(default_factory=set)
+    #: allocations a module unload left behind: still allocated, but nothing refers to them any
+    #: more, so the next load allocates the same call sites afresh ("site#N": the Nth leak)
+    leaked: dict[str, int] = field(default_factory=dict)
 
     def _should_fail(self, site: str) -> bool:
         base = site.split("[", 1)[0]
@@ -51,6 +54,15 @@ class Allocator:
     def holds(self, site: str) -> bool:
         return site in self.live
 
+    def orphan(self) -> dict[str, int]:
+        """The module is gone: whatever it still held is leaked (never freed, never reused).
+        Returns what was orphaned, by call site."""
+        orphaned, self.live = self.live, {}
+        for site, size in orphaned.items():
+            self.leaked[f"{site}#{sum(k.split('#', 1)[0] == site for k in self.leaked) + 1}"] = size
+        return orphaned
+
     @property
     def live_bytes(self) -> int:
-        return sum(self.live.values())
+        """Bytes allocated now, leaked allocations included (the kernel never gets them back)."""
+        return sum(self.live.values()) + sum(self.leaked.values())
