@@ -29,7 +29,7 @@ code turns it into a VMCB save area (``init_vmcb``, ``svm_set_cr0``, ``svm_set_c
   is on or ``auto``); MXCSR 0x1f80 and FCW 0x37f, the values QEMU's reset gives them (the
   FNINIT values), with KVM_SEV_INIT2 (Linux 6.10, "KVM: SEV: sync FPU and AVX state at
   LAUNCH_UPDATE_VMSA time"), which QEMU 9.1+ uses with ``legacy-vm-type=off``.
-* SEV_FEATURES 0: QEMU passes no VMSA features. (Linux 6.5-6.7 set DebugSwap here on CPUs that
+* SEV_FEATURES 0: QEMU passes no VMSA features. (Linux 6.6 and 6.7 set DebugSwap here on CPUs that
   have it; that is not modeled.)
 
 sevctl's test data (``tests/data/vmsa0.bin``, ``vmsa1.bin``: an EPYC-Milan BSP and AP), whose
