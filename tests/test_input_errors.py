@@ -239,6 +239,18 @@ def test_check_out_that_is_a_file_is_refused_before_the_search(
     assert "--out: " in refused(capsys, "check", "--out", str(plain))
 
 
+def test_an_output_path_through_a_dangling_link_is_refused_before_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mkdir through a symbolic link to nothing fails with EEXIST: say so before the work."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for target in ("dangling", "dangling/below"):
+        line = refused(capsys, "check", "--progress", "--out", str(tmp_path / target), "--max-states", "50")
+        assert line.endswith(f"{tmp_path / 'dangling'} is a symbolic link to nothing"), line
+    line = refused(capsys, "boot", "--export-root", str(tmp_path / "dangling" / "root"))
+    assert "is a symbolic link to nothing" in line
+
+
 # -- recorded hosts -----------------------------------------------------------------------------
 
 

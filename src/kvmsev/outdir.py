@@ -18,8 +18,14 @@ from kvmsev.errors import InputError
 
 
 def _writable_ancestor(path: Path, field: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a directory we may create entries in."""
-    ancestor = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    """The nearest existing ancestor of ``path`` must be a directory we may create entries in, and
+    no component on the way may be a symbolic link to nothing (``mkdir`` would meet EEXIST there
+    only after the work is done)."""
+    full = path.absolute()
+    link = next((p for p in (full, *full.parents) if p.is_symlink() and not p.exists()), None)
+    if link is not None:
+        raise InputError(field, f"cannot create {path}: {link} is a symbolic link to nothing")
+    ancestor = next((p for p in full.parents if p.exists()), Path("/"))
     if not ancestor.is_dir():
         raise InputError(field, f"{ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
