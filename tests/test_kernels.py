@@ -236,6 +236,19 @@ def test_snp_needs_the_bios_and_rides_on_sev_es() -> None:
     assert on["vm_types"] == 0b11101
 
 
+def test_an_snp_vm_asking_for_ghcb_version_1_is_refused_from_6_18() -> None:
+    """00f0b959ffb0: version 1 is EINVAL for SNP from 6.18; 0 (the default, 2) and 2 pass."""
+    steps: list[dict[str, Any]] = []
+    for n, version in enumerate((1, 0, 2)):
+        steps += [
+            {"op": "vm_create", "vm": f"g{n}", "type": 4},
+            {"op": "sev_init2", "vm": f"g{n}", "ghcb_version": version},
+        ]
+    for kernel, first in (("v6.17", None), ("v6.18", "EINVAL"), ("v7.1", "EINVAL")):
+        report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **SNP_HOST}, "steps": steps}))
+        assert errnos(report)[1::2] == [first, None, None], kernel
+
+
 def test_an_snp_guest_launches_and_runs_only_after_finish() -> None:
     steps: list[dict[str, Any]] = [
         {"op": "vm_create", "vm": "g", "type": 4},

@@ -259,6 +259,10 @@ class Behaviour:
     #: SEV-ES and SNP guests draw from their own bounds, set only when setup reaches SEV-ES (so
     #: the log reads "(ASIDs 0 - 0)" when it does not), and an empty SEV-ES range reads "unusable"
     split_es_snp_ranges: bool = False
+    #: 00f0b959ffb0 "KVM: SEV: Enforce minimum GHCB version requirement for SEV-SNP guests"
+    #: (6.18): KVM_SEV_INIT2 for an SNP VM with ``ghcb_version`` 1 fails with -EINVAL (0 still
+    #: means the default, 2)
+    snp_min_ghcb_v2: bool = False
     #: the first letters ``kstrtobool()`` accepts for bool parameters (lib/kstrtox.c; 5.19, 6.16)
     bool_letters: BoolLetters = BoolLetters.YES_NO
     #: 6ee414078823 "KVM: SEV: Do not allow intra-host migration/mirroring of SNP VMs" (7.2-rc4;

@@ -420,6 +420,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "'unusable' and its allocations fail with -ENOTTY",
     ),
     _change(
+        "snp-min-ghcb-v2",
+        "6.18",
+        "00f0b959ffb0",
+        "KVM: SEV: Enforce minimum GHCB version requirement for SEV-SNP guests",
+        "snp_min_ghcb_v2",
+        "KVM_SEV_INIT2 on an SNP VM asking for GHCB version 1 fails with -EINVAL (0 still gets the "
+        "default, 2)",
+    ),
+    _change(
         "ciphertext-hiding-param",
         "6.18",
         "6c7c620585c6",

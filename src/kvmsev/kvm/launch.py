@@ -103,14 +103,17 @@ def _sev_guest_init_typed(
     """``__sev_guest_init`` (6.10): -EINVAL for vCPUs already created, non-zero ``flags``, VMSA
     features beyond what KVM offers SEV-ES guests (none for SEV: ``sev_supported_vmsa_features``,
     DebugSwap when the ``debug_swap`` parameter stayed on), a GHCB version above 2 (or any for
-    SEV), or an SEV guest already; then ASID and platform init as before, and ``need_init``
-    cleared. The legacy KVM_SEV_INIT / ES_INIT come here with no features and GHCB version 0
-    (ES_INIT: 1, the minimum)."""
+    SEV; from 6.18 version 1 for SNP), or an SEV guest already; then ASID and platform init as
+    before, and ``need_init`` cleared. The legacy KVM_SEV_INIT / ES_INIT come here with no
+    features and GHCB version 0 (ES_INIT: 1, the minimum)."""
     es = vm_type != SEV_VM
     valid = supported_vmsa_features(env, kvm) if es else 0
     if vm.created_vcpus or flags or vmsa_features & ~valid:
         return EINVAL
     if ghcb > GHCB_VERSION_MAX or (not es and ghcb):
+        return EINVAL
+    # 0 means the default, 2, for SEV-ES and SNP types; from 00f0b959ffb0 (6.18) SNP needs 2
+    if env.behaviour.snp_min_ghcb_v2 and vm_type == SNP_VM and 0 < ghcb < GHCB_VERSION_MAX:
         return EINVAL
     if vm.active:
         return EINVAL
