@@ -249,6 +249,29 @@ def test_an_snp_vm_asking_for_ghcb_version_1_is_refused_from_6_18() -> None:
         assert errnos(report)[1::2] == [first, None, None], kernel
 
 
+def test_an_snp_launch_update_from_an_unaligned_source_is_refused_from_7_0() -> None:
+    """dcbcc2323c80: the source must sit on a page boundary (ZERO pages have none)."""
+    steps: list[dict[str, Any]] = [
+        {"op": "vm_create", "vm": "g", "type": 4},
+        {"op": "sev_init2", "vm": "g"},
+        {"op": "snp_launch_start", "vm": "g"},
+        {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"pattern": "ab", "len": 12288}},
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "uaddr": 0x7F0000000010, "len": 4096},
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x101, "uaddr": 0x7F0000001000, "len": 4096},
+        {
+            "op": "snp_launch_update",
+            "vm": "g",
+            "gfn_start": 0x102,
+            "uaddr": 0x7F0000000010,
+            "len": 4096,
+            "type": 3,
+        },
+    ]
+    for kernel, unaligned in (("v6.19", None), ("v7.0", "EINVAL"), ("v7.1", "EINVAL")):
+        report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **SNP_HOST}, "steps": steps}))
+        assert errnos(report)[4:] == [unaligned, None, None], kernel
+
+
 def test_an_snp_guest_launches_and_runs_only_after_finish() -> None:
     steps: list[dict[str, Any]] = [
         {"op": "vm_create", "vm": "g", "type": 4},

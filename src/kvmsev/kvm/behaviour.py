@@ -263,6 +263,10 @@ class Behaviour:
     #: (6.18): KVM_SEV_INIT2 for an SNP VM with ``ghcb_version`` 1 fails with -EINVAL (0 still
     #: means the default, 2)
     snp_min_ghcb_v2: bool = False
+    #: dcbcc2323c80 "KVM: SEV: Document/enforce page-alignment for KVM_SEV_SNP_LAUNCH_UPDATE"
+    #: (7.0): a source address (``uaddr``, for every page type but ZERO) off a page boundary fails
+    #: with -EINVAL
+    snp_update_src_aligned: bool = False
     #: the first letters ``kstrtobool()`` accepts for bool parameters (lib/kstrtox.c; 5.19, 6.16)
     bool_letters: BoolLetters = BoolLetters.YES_NO
     #: 6ee414078823 "KVM: SEV: Do not allow intra-host migration/mirroring of SNP VMs" (7.2-rc4;

@@ -459,6 +459,15 @@ _ENTRIES: tuple[Patch, ...] = (
         DebugSwap.NO_PARAM,
         DebugSwap.PARAM_ON,
     ),
+    _change(
+        "snp-update-src-aligned",
+        "7.0",
+        "dcbcc2323c80",
+        "KVM: SEV: Document/enforce page-alignment for KVM_SEV_SNP_LAUNCH_UPDATE",
+        "snp_update_src_aligned",
+        "KVM_SEV_SNP_LAUNCH_UPDATE with a source address off a page boundary fails with -EINVAL "
+        "(ZERO pages have no source)",
+    ),
 )
 
 

@@ -84,6 +84,12 @@ def snp_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
 
 
 def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_SNP_LAUNCH_UPDATE (``snp_launch_update``, 6.11 as in 6.12): -EINVAL without an SNP
+    context, for a length off a page multiple, flags or an unknown page type [7.0, dcbcc2323c80:
+    or a source off a page boundary]; then page by page through ``kvm_gmem_populate``, stopping
+    at a page prepared before (-EEXIST), a source page not mapped (-EFAULT) or a firmware error.
+    Nothing done is -EIO with the firmware status; otherwise the parameters are advanced past
+    what was done and copied back."""
     if not is_snp_guest(vm) or not vm.snp_context:
         return EINVAL
     if cmd.data_fault:
@@ -92,6 +98,8 @@ def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if length % PAGE_SIZE or cmd.int("flags") or page_type not in PAGE_TYPES:
         return EINVAL
     gfn, uaddr = cmd.int("gfn_start"), cmd.int("uaddr")
+    if env.behaviour.snp_update_src_aligned and page_type != PAGE_TYPE_ZERO and uaddr % PAGE_SIZE:
+        return EINVAL
     done = 0
     failure = 0
     for i in range(length // PAGE_SIZE):
