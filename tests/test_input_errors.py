@@ -251,6 +251,18 @@ def test_an_output_path_through_a_dangling_link_is_refused_before_the_search(
     assert "is a symbolic link to nothing" in line
 
 
+def test_a_yaml_scenario_over_4_mib_is_refused_before_parsing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pure-Python YAML takes about a second per MiB: a 64 MiB file would take minutes."""
+    text = "steps: [" + "{op: vm_create, vm: a}, " * 200_000 + "]\n"
+    (tmp_path / "big.yaml").write_text(text)
+    (tmp_path / "big.json").write_text('{"steps": [' + '{"op": "vm_create", "vm": "a"}, ' * 200_000 + "{}]}")
+    line = refused(capsys, "run", str(tmp_path / "big.yaml"))
+    assert line == "kvmsev: error: big.yaml: larger than 4 MiB of YAML (JSON may have up to 64 MiB)"
+    assert "larger than" not in refused(capsys, "run", str(tmp_path / "big.json"))
+
+
 # -- recorded hosts -----------------------------------------------------------------------------
 
 

@@ -49,6 +49,9 @@ U64_MAX = 2**64 - 1
 MAX_DATA = 16 << 20
 #: the largest scenario file read (a file is data, not a program: 64 MiB is far more than any needs)
 MAX_FILE = 64 << 20
+#: the largest YAML scenario: PyYAML's parser is pure Python, about a second per MiB, so a YAML
+#: file is held to a size it parses in seconds (large data belongs in ``{file: PATH}``, or JSON)
+MAX_YAML = 4 << 20
 #: the most values (mappings, lists, scalars) a scenario may hold, aliases expanded
 MAX_NODES = 2_000_000
 
@@ -707,6 +710,10 @@ def load(path: str) -> Scenario:
     except UnicodeDecodeError as exc:
         raise InputError(p.name, f"not UTF-8 text (byte {exc.start})") from None
     kind = "JSON" if p.suffix == ".json" else "YAML"
+    if kind == "YAML" and len(raw) > MAX_YAML:
+        raise InputError(
+            p.name, f"larger than {MAX_YAML >> 20} MiB of YAML (JSON may have up to {MAX_FILE >> 20} MiB)"
+        )
     try:
         data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
