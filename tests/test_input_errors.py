@@ -263,6 +263,18 @@ def test_a_yaml_scenario_over_4_mib_is_refused_before_parsing(
     assert "larger than" not in refused(capsys, "run", str(tmp_path / "big.json"))
 
 
+def test_a_parameter_that_is_not_utf8_is_exported_as_its_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shell passes bytes; Python hands undecodable ones over as surrogates (surrogateescape)."""
+    root = tmp_path / "root"
+    code, _, err = run(capsys, "boot", "--param=\udcff", "--export-root", str(root))
+    assert (code, err) == (0, "")
+    assert any(b"\xff" in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    code, _, err = run(capsys, "probe", "--root", str(root))
+    assert code in (0, 1) and "Traceback" not in err
+
+
 # -- recorded hosts -----------------------------------------------------------------------------
 
 

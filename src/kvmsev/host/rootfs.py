@@ -33,7 +33,18 @@ FORMAT = "kvmsev.root/1"
 def _write(root: Path, rel: str, text: str) -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_bytes(_file_bytes(text))
+
+
+def _file_bytes(text: str) -> bytes:
+    """Bytes that came from the command line but are not UTF-8 reach us as lone surrogates
+    (Python's ``surrogateescape``): they go back out as the bytes they were, as the real host's
+    file would hold them. A lone surrogate from elsewhere (a JSON escape) has no byte form and is
+    written escaped."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
 
 
 def _cpu_list(n: int, online: int) -> str:
