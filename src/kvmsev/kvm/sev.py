@@ -171,17 +171,20 @@ def _ciphertext_hiding(env: KernelEnv, kvm: KvmAmd, sev_snp_supported: bool) -> 
         env.trace.dmesg(f"{log_prefix(env)}SEV-SNP ciphertext hiding enabled")
 
 
+def _range_word(supported: bool, usable: bool) -> str:
+    """The word of an "SEV[-ES] %s (ASIDs %u - %u)" line: "unusable" is an empty range that is
+    supported (0aa6b90ef9d7, 6.9, for SEV; d7fc7d9833f6, 6.18, for SEV-ES)."""
+    if not supported:
+        return "disabled"
+    return "enabled" if usable else "unusable"
+
+
 def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool, snp: bool) -> None:
     """6d1bc9754b04's lines at ``out:`` (printed with ``%u``, so ``min - 1`` wraps for EDX 0)."""
     prefix = log_prefix(env)
     low, high = kvm.min_sev_asid, kvm.max_sev_asid
     if env.features.has(cpuid.SEV):
-        if not sev:
-            word = "disabled"
-        elif low <= high or not env.behaviour.empty_sev_range_unusable:
-            word = "enabled"
-        else:
-            word = "unusable"
+        word = _range_word(sev, low <= high or not env.behaviour.empty_sev_range_unusable)
         env.trace.dmesg(f"{prefix}SEV {word} (ASIDs {low} - {high})")
     if env.behaviour.split_es_snp_ranges:
         es_low, es_high = kvm.min_sev_es_asid, kvm.max_sev_es_asid
@@ -190,12 +193,7 @@ def _log_ranges(env: KernelEnv, kvm: KvmAmd, sev: bool, sev_es: bool, snp: bool)
         es_low = snp_low = 1 if low > 1 else 0
         es_high = snp_high = (low - 1) & U32
     if env.features.has(cpuid.SEV_ES):
-        if not sev_es:
-            word = "disabled"
-        elif es_low <= es_high or not env.behaviour.split_es_snp_ranges:
-            word = "enabled"
-        else:
-            word = "unusable"
+        word = _range_word(sev_es, es_low <= es_high or not env.behaviour.split_es_snp_ranges)
         env.trace.dmesg(f"{prefix}SEV-ES {word} (ASIDs {es_low} - {es_high})")
     if env.features.has(cpuid.SEV_SNP) and env.behaviour.sev_snp:
         word = "enabled" if snp else "disabled"
