@@ -172,6 +172,27 @@ def test_yaml_aliases_cannot_stand_for_billions_of_values(
     assert "once YAML aliases are expanded" in refused(capsys, "run", str(path))
 
 
+def test_a_yaml_syntax_error_names_the_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text("host: {profile: lab}\nsteps: [{op: vm_create, vm: a}\n")
+    line = refused(capsys, "run", str(path))
+    assert line.startswith("kvmsev: error: b.yaml: not valid YAML: ")
+    assert line.endswith("(line 3, column 1)")
+
+
+def test_yaml_indented_two_thousand_levels_deep_is_refused_as_too_deep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fuzzer's deepest block nesting: one ``-`` per line, each a space further in (2 MB)."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("".join(" " * i + "- \n" for i in range(2000)))
+    line = refused(capsys, "run", str(path))
+    assert line.startswith("kvmsev: error: deep.yaml: not valid YAML: ")
+    assert "nest" in line
+
+
 # -- profiles -----------------------------------------------------------------------------------
 
 
@@ -254,7 +275,7 @@ def test_an_output_path_through_a_dangling_link_is_refused_before_the_search(
 def test_a_yaml_scenario_over_4_mib_is_refused_before_parsing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Pure-Python YAML takes about a second per MiB: a 64 MiB file would take minutes."""
+    """PyYAML without libyaml takes about a second per MiB: a 64 MiB file would take minutes."""
     text = "steps: [" + "{op: vm_create, vm: a}, " * 200_000 + "]\n"
     (tmp_path / "big.yaml").write_text(text)
     (tmp_path / "big.json").write_text('{"steps": [' + '{"op": "vm_create", "vm": "a"}, ' * 200_000 + "{}]}")
