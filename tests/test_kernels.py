@@ -272,6 +272,22 @@ def test_an_snp_launch_update_from_an_unaligned_source_is_refused_from_7_0() -> 
         assert errnos(report)[4:] == [unaligned, None, None], kernel
 
 
+def test_an_snp_launch_update_of_no_bytes_is_refused_from_6_18() -> None:
+    """5b66e335ead6: len 0 populated nothing and returned 0 before 6.18; from 6.18 it is -EINVAL.
+    A page-sized update after it still succeeds either way."""
+    steps: list[dict[str, Any]] = [
+        {"op": "vm_create", "vm": "g", "type": 4},
+        {"op": "sev_init2", "vm": "g"},
+        {"op": "snp_launch_start", "vm": "g"},
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "len": 0, "type": 3},
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "len": 4096, "type": 3},
+    ]
+    for kernel, empty in (("v6.17", None), ("v6.18", "EINVAL"), ("v7.1", "EINVAL")):
+        report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **SNP_HOST}, "steps": steps}))
+        assert errnos(report)[3:] == [empty, None], kernel
+        assert not [e for e in report["steps"][3]["events"] if e["kind"] == "fw"], kernel
+
+
 def test_an_snp_guest_launches_and_runs_only_after_finish() -> None:
     steps: list[dict[str, Any]] = [
         {"op": "vm_create", "vm": "g", "type": 4},
@@ -461,3 +477,50 @@ def test_a_move_needs_vms_of_one_type_from_6_10() -> None:
     ]
     assert errnos(run("v6.12", steps))[-1] == "EINVAL"
     assert errnos(run("v6.9", [*steps[:3], {"op": "vm_create", "vm": "dst"}, steps[-1]]))[-1] is None
+
+
+# -- 6.17: cache write-back at UNREG_REGION ------------------------------------------------------
+
+
+def _unreg_after_runs(cpus: list[int]) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = [
+        {"op": "vm_create", "vm": "g"},
+        {"op": "sev_init", "vm": "g"},
+        {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"zero": 8192}},
+        {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 8192},
+        {"op": "vcpu_create", "vm": "g"},
+        {"op": "launch_start", "vm": "g"},
+    ]
+    steps += [{"op": "vcpu_run", "vm": "g", "vcpu": 0, "cpu": cpu} for cpu in cpus]
+    return [*steps, {"op": "unreg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 8192}]
+
+
+def _writebacks(report: dict[str, Any]) -> list[dict[str, Any]]:
+    unreg = report["steps"][-1]
+    assert [e for e in errnos(report) if e is not None] == []
+    return [e for e in unreg["events"] if e["kind"] in ("wbinvd", "wbnoinvd")]
+
+
+def test_unreg_region_writes_back_with_wbnoinvd_only_where_the_vm_ran_from_6_17() -> None:
+    """a77896eea33d and 6f38f8c57464 (6.17): WBNOINVD on the CPUs in have_run_cpus, which
+    keeps every CPU a vCPU entered on (here 1 and 3), instead of WBINVD on every online CPU."""
+    steps = _unreg_after_runs([1, 3, 1])
+    assert _writebacks(run("v6.16", steps)) == [{"kind": "wbinvd", "cpus": [0, 1, 2, 3]}]
+    assert _writebacks(run("v6.17", steps)) == [{"kind": "wbnoinvd", "cpus": [1, 3]}]
+    assert _writebacks(run("v6.17", steps, revert=["writeback-have-run-cpus"])) == [
+        {"kind": "wbnoinvd", "cpus": [0, 1, 2, 3]}
+    ]
+
+
+def test_unreg_region_on_zen_1_falls_back_to_wbinvd_and_a_vm_never_run_flushes_nothing() -> None:
+    """``wbnoinvd()`` is WBINVD on a CPU without X86_FEATURE_WBNOINVD (Naples); a VM no vCPU
+    entered has an empty have_run_cpus, so no CPU is interrupted."""
+    naples = run("v6.17", _unreg_after_runs([2]), profile="epyc-7551p", bios=[])
+    assert _writebacks(naples) == [{"kind": "wbinvd", "cpus": [2]}]
+    assert _writebacks(run("v6.17", _unreg_after_runs([]))) == []
+
+
+def test_unreg_region_write_back_reaches_only_online_cpus_that_ran_the_vm() -> None:
+    steps = _unreg_after_runs([1, 2])
+    steps.insert(-1, {"op": "cpu_offline", "cpu": 2})
+    assert _writebacks(run("v6.17", steps)) == [{"kind": "wbnoinvd", "cpus": [1]}]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from kvmsev.cli.main import main
 from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host
 from tests.conftest import boot
@@ -79,3 +82,27 @@ def test_df_flush_fails_while_an_offline_cpu_lacks_its_wbinvd_flag() -> None:
     result = host.unload_kvm_amd()
     assert result.firmware == ({"cmd": "DF_FLUSH", "ret": -5, "status": "WBINVD_REQUIRED", "code": 14},)
     assert result.dmesg == ("SEV: DF_FLUSH failed, ret=-5, error=0xe",)
+
+
+def test_root_misc_current_exists_from_6_5_and_counts_charges_below_it() -> None:
+    """e973dfe92994 (6.5) gave the root cgroup misc.current; before it only child cgroups had it."""
+    es = ("sev_es_asid_space_limit=100",)
+    assert boot(kernel="v6.4", profile="epyc-9654", bios=es, cpus=2)["misc_current_file"] is None
+    assert (
+        boot(kernel="v6.5", profile="epyc-9654", bios=es, cpus=2)["misc_current_file"] == "sev 0\nsev_es 0\n"
+    )
+    assert boot(kernel="v6.5", profile="epyc-9654", cpus=2)["misc_current_file"] == "sev 0\n"
+    host = Host.boot(HostConfig(kernel="v6.5", profile="epyc-9654", bios=es, cpus=2))
+    host.load_kvm_amd()
+    misc = host.env.misc
+    assert misc.try_charge("sev", misc.create("/tenant")) == (0, [])
+    assert misc.current_file("/") == "sev 1\nsev_es 0\n"
+    assert misc.current_file("/tenant") == "sev 1\nsev_es 0\n"
+
+
+def test_exported_root_has_root_misc_current_only_where_the_kernel_does(tmp_path: Path) -> None:
+    for kernel, present in (("v6.4", False), ("v6.5", True)):
+        root = tmp_path / kernel
+        assert main(["boot", "--kernel", kernel, "--cpus", "2", "--export-root", str(root)]) == 0
+        assert (root / "sys/fs/cgroup/misc.current").exists() is present
+        assert (root / "sys/fs/cgroup/misc.capacity").exists()

@@ -75,6 +75,10 @@ def boot(report: dict[str, Any], style: Style) -> str:
         out.append(style("  (no misc controller)", "dim"))
     else:
         out.extend(f"  {line}" for line in misc.splitlines() or [style("(empty)", "dim")])
+    current = report["misc_current_file"]
+    if current is not None:
+        out.append(style("/sys/fs/cgroup/misc.current", "bold"))
+        out.extend(f"  {line}" for line in current.splitlines() or [style("(empty)", "dim")])
     out.append(style("dmesg", "bold"))
     out.extend(f"  {line}" for line in report["boot_dmesg"] + report["dmesg"])
     unload = report.get("unload")

@@ -120,12 +120,15 @@ class Host:
             alloc=Allocator(fail_sites=set(resolved.fail_alloc)),
             psp=psp,
             misc=MiscCgroup(
-                enabled=cgroup_misc, log_rejections=resolved.behaviour.misc_charge_rejection_logged
+                enabled=cgroup_misc,
+                log_rejections=resolved.behaviour.misc_charge_rejection_logged,
+                current_on_root=resolved.behaviour.misc_current_on_root,
             ),
             nr_cpus=resolved.nr_cpus,
             online=all_threads,
             svm_nasid=resolved.profile.svm_nasid,
             svm=SvmFeatures(resolved.profile.svm_edx, resolved.profile.ext21_eax),
+            wbnoinvd_supported=cpuid.has_wbnoinvd(resolved.profile.family, resolved.profile.model),
             garbage=Garbage(
                 resolved.source.seed, {(c, i): v for c, i, v in resolved.source.sev_vmcbs_garbage}
             ),

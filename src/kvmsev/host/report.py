@@ -97,6 +97,7 @@ def kvm_view(host: Host) -> dict[str, object]:
             "sysfs": {},
             "misc_capacity": dict(misc.capacity) if misc.enabled else None,
             "misc_capacity_file": misc.capacity_file(),
+            "misc_current_file": misc.current_file("/"),
             "supported_cpuid_8000001f": None,
             "sev_vmcbs": None,
             "vm_types": None,
@@ -117,6 +118,7 @@ def kvm_view(host: Host) -> dict[str, object]:
         "sysfs": kvm.sysfs(),
         "misc_capacity": dict(misc.capacity) if misc.enabled else None,
         "misc_capacity_file": misc.capacity_file(),
+        "misc_current_file": misc.current_file("/"),
         "supported_cpuid_8000001f": _leaf(host.supported_cpuid_8000001f()),
         "sev_vmcbs": None
         if vmcbs is None

@@ -94,6 +94,9 @@ def export(host: Host, root: Path) -> None:
     capacity = host.env.misc.capacity_file()
     if capacity is not None:
         _write(root, "sys/fs/cgroup/misc.capacity", capacity)
+    current = host.env.misc.current_file("/")
+    if current is not None:
+        _write(root, "sys/fs/cgroup/misc.current", current)
     if host.kvm is not None:
         _write(root, "dev/kvm", "")
     dev_sev = host.env.ccp.dev_sev

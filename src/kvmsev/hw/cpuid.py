@@ -223,3 +223,11 @@ def parse_leaf(text: str, field: str = "--cpuid") -> Cpuid8000001F:
         )
     regs = [parse_register(p, f"{field} {name.upper()}") for p, name in zip(parts, _REG_NAMES, strict=True)]
     return Cpuid8000001F(*regs)
+
+
+def has_wbnoinvd(family: int, model: int) -> bool:
+    """X86_FEATURE_WBNOINVD (CPUID Fn8000_0008_EBX bit 9), which profiles do not record: AMD
+    added it with Zen 2 (family 0x17 from model 0x30) and kept it since. The InstLatx64 dumps the
+    profiles come from agree: EBX bit 9 clear on Naples (0x00000007), set on Rome, Matisse,
+    Milan, Genoa, Bergamo, Raphael and Turin."""
+    return family > 0x17 or (family == 0x17 and model >= 0x30)

@@ -8,7 +8,8 @@ resources.
   added to the cgroup and every ancestor, and -EBUSY (undoing it) as soon as one level would
   exceed its ``misc.max`` or the capacity. The first rejection per cgroup and resource prints
   "cgroup: charge rejected by the misc controller for %s resource in <path>".
-* The root's ``misc.capacity`` lists ``"NAME CAPACITY"`` for non-zero capacities only.
+* The root's ``misc.capacity`` lists ``"NAME CAPACITY"`` for non-zero capacities only; the root
+  has ``misc.current`` from 6.5 on (e973dfe92994).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class MiscCgroup:
     #: misc_cg_try_charge logs the first rejection per cgroup and resource (until b03357528fd9
     #: "misc_cgroup: remove error log to avoid log flood", 5.16)
     log_rejections: bool = True
+    #: the root has misc.current (from e973dfe92994 "cgroup/misc: Expose misc.current on cgroup v2
+    #: root", 6.5; before it the file is CFTYPE_NOT_ON_ROOT)
+    current_on_root: bool = False
     capacity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
     root: MiscCg = field(default_factory=lambda: MiscCg("/", None))
     groups: dict[str, MiscCg] = field(default_factory=dict)
@@ -110,8 +114,9 @@ class MiscCgroup:
         return "".join(f"{r} {self.capacity[r]}\n" for r in RESOURCES if self.capacity[r])
 
     def current_file(self, path: str) -> str | None:
-        """``misc.current`` of a non-root cgroup: resources with capacity or usage."""
-        if not self.enabled or path == "/":
+        """``misc.current`` (``misc_cg_current_show``): a line for every resource with a capacity
+        or a usage; None where the file does not exist (no controller, or the root before 6.5)."""
+        if not self.enabled or (path == "/" and not self.current_on_root):
             return None
         g = self.groups[path]
         return "".join(f"{r} {g.usage[r]}\n" for r in RESOURCES if self.capacity[r] or g.usage[r])

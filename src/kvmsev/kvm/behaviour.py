@@ -186,6 +186,19 @@ class Behaviour:
     #: b03357528fd9 "misc_cgroup: remove error log to avoid log flood" (5.16): a rejected charge is
     #: counted in misc.events instead of logged
     misc_charge_rejection_logged: bool = True
+    #: a77896eea33d "KVM: SEV: Prefer WBNOINVD over WBINVD for cache maintenance efficiency" (6.17):
+    #: KVM_MEMORY_ENCRYPT_UNREG_REGION writes the caches back with WBNOINVD (``sev_writeback_caches``),
+    #: WBINVD only on CPUs without it; ASID recycling keeps WBINVD, which the firmware needs
+    writeback_wbnoinvd: bool = False
+    #: 6f38f8c57464 "KVM: SVM: Flush cache only on CPUs running SEV guest" (6.17): ``pre_sev_run``
+    #: records each CPU that enters the VM (``have_run_cpus``, never cleared; a migration
+    #: destination and a mirror start with an empty mask) and UNREG_REGION's write-back reaches
+    #: only those CPUs instead of every online one
+    writeback_have_run_cpus: bool = False
+    #: e973dfe92994 "cgroup/misc: Expose misc.current on cgroup v2 root" (6.5): the root cgroup has
+    #: ``misc.current`` too (its cftype loses CFTYPE_NOT_ON_ROOT), with the same lines as any other
+    #: cgroup: every resource with a capacity or a usage, the usage being everything charged below
+    misc_current_on_root: bool = False
     #: bb2baeb214a7 "KVM: SVM: improve the code readability for ASID management" (5.14): the
     #: bitmaps are indexed by ASID (``max_sev_asid + 1`` bits, bit 0 unused) instead of ASID - 1.
     asid_bitmap_real_index: bool = False
@@ -263,6 +276,10 @@ class Behaviour:
     #: (6.18): KVM_SEV_INIT2 for an SNP VM with ``ghcb_version`` 1 fails with -EINVAL (0 still
     #: means the default, 2)
     snp_min_ghcb_v2: bool = False
+    #: 5b66e335ead6 "KVM: SEV: Reject non-positive effective lengths during LAUNCH_UPDATE" (6.18):
+    #: KVM_SEV_SNP_LAUNCH_UPDATE with ``len`` 0 fails with -EINVAL; before, it populated nothing
+    #: and succeeded
+    snp_update_len_nonzero: bool = False
     #: dcbcc2323c80 "KVM: SEV: Document/enforce page-alignment for KVM_SEV_SNP_LAUNCH_UPDATE"
     #: (7.0): a source address (``uaddr``, for every page type but ZERO) off a page boundary fails
     #: with -EINVAL

@@ -74,6 +74,10 @@ class Trace:
         if self.on:
             self.events.append({"kind": "wbinvd", "cpus": cpus})
 
+    def wbnoinvd(self, cpus: list[int]) -> None:
+        if self.on:
+            self.events.append({"kind": "wbnoinvd", "cpus": cpus})
+
     def tlb_flush(self, cpu: int, asid: int | None, by: tuple[str, ...], performed: bool) -> None:
         """A VMRUN carried a flush request for ``asid`` (None: every ASID on the CPU; ``by``: who
         set ``tlb_ctl``); ``performed`` False when that VMRUN failed and the request was lost."""
@@ -107,6 +111,8 @@ class KernelEnv:
     svm_nasid: int = 0x8000
     #: the SVM feature bits (CPUID Fn8000_000A EDX, Fn8000_0021 EAX)
     svm: SvmFeatures = field(default_factory=lambda: SvmFeatures(0x0013BCFF))
+    #: X86_FEATURE_WBNOINVD (CPUID Fn8000_0008_EBX[9]): Zen 2 and later (:func:`hw.cpuid.has_wbnoinvd`)
+    wbnoinvd_supported: bool = True
     trace: Trace = field(default_factory=Trace)
     garbage: Garbage = field(default_factory=Garbage)
     #: per-CPU TLB: cpu -> {asid: serial of the vCPU whose entries may be cached}
@@ -132,6 +138,24 @@ class KernelEnv:
 
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]
+
+    def wbnoinvd_on_cpus(self, cpus: int) -> None:
+        """``wbnoinvd_on_cpus_mask()`` (6.17): an IPI to the online CPUs in mask ``cpus``; each
+        writes its caches back with WBNOINVD, or with WBINVD where the CPU lacks WBNOINVD (the
+        ``wbnoinvd()`` alternative), which then sets its WBINVD_DONE. WBNOINVD does not count as
+        the WBINVD DF_FLUSH needs (Tom Lendacky's review of a77896eea33d: the ASID flush keeps
+        WBINVD for the firmware); whether it sets the flag in hardware is not documented, and no
+        kernel path lets it matter: every DF_FLUSH comes right after a ``wbinvd_on_all_cpus()``."""
+        reached = cpus & self.online
+        listed = [c for c in range(self.nr_cpus) if reached >> c & 1]
+        if not listed:  # an empty mask sends no IPI
+            return
+        if not self.wbnoinvd_supported:
+            self.psp.wbinvd(reached)
+            if self.trace.on:
+                self.trace.wbinvd(listed)
+        elif self.trace.on:
+            self.trace.wbnoinvd(listed)
 
     def wbinvd_on_all_cpus(self) -> None:
         """``wbinvd_on_all_cpus()``: an IPI to every *online* CPU; each sets its WBINVD_DONE."""

@@ -117,6 +117,10 @@ class Vm:
     vmsa_features: int = 0
     #: ``sev->snp_context``: the firmware's guest context of an SNP guest (0: none yet)
     snp_context: int = 0
+    #: ``sev->have_run_cpus`` (6f38f8c57464, 6.17): the CPUs ``pre_sev_run`` entered this VM on,
+    #: never cleared; a migration destination and a mirror start with their own, empty mask. Only
+    #: UNREG_REGION reads it, which the checker does not drive: it stays out of the fingerprint
+    have_run_cpus: int = 0
     #: guest_memfd pages already prepared (populated) for the guest, by GFN
     gmem_prepared: set[int] = field(default_factory=set)
     #: ``kvm_vm_dead()``: the VM's context moved away (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 5.16);

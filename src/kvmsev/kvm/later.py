@@ -237,6 +237,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "parameter vnmi; 'Virtual NMI enabled' after vGIF on parts with VNMI (Zen 4 on)",
     ),
     _change(
+        "misc-current-on-root",
+        "6.5",
+        "e973dfe92994",
+        "cgroup/misc: Expose misc.current on cgroup v2 root",
+        "misc_current_on_root",
+        "/sys/fs/cgroup/misc.current exists in the root cgroup too: 'sev N' and 'sev_es N' with "
+        "everything charged on the host",
+    ),
+    _change(
         "sev-setup-ranges",
         "6.5",
         "6d1bc9754b04",
@@ -390,6 +399,24 @@ _ENTRIES: tuple[Patch, ...] = (
         True,
     ),
     _change(
+        "writeback-wbnoinvd",
+        "6.17",
+        "a77896eea33d",
+        "KVM: SEV: Prefer WBNOINVD over WBINVD for cache maintenance efficiency",
+        "writeback_wbnoinvd",
+        "KVM_MEMORY_ENCRYPT_UNREG_REGION writes caches back with WBNOINVD (WBINVD on CPUs without "
+        "it, Zen 1), leaving them valid; ASID recycling keeps WBINVD",
+    ),
+    _change(
+        "writeback-have-run-cpus",
+        "6.17",
+        "6f38f8c57464",
+        "KVM: SVM: Flush cache only on CPUs running SEV guest",
+        "writeback_have_run_cpus",
+        "UNREG_REGION's write-back reaches only the CPUs that have entered the VM (have_run_cpus), "
+        "not every online CPU",
+    ),
+    _change(
         "kstrtobool-true-false",
         "5.19",
         "0d6ea3ac94ca",
@@ -427,6 +454,14 @@ _ENTRIES: tuple[Patch, ...] = (
         "snp_min_ghcb_v2",
         "KVM_SEV_INIT2 on an SNP VM asking for GHCB version 1 fails with -EINVAL (0 still gets the "
         "default, 2)",
+    ),
+    _change(
+        "snp-update-len-nonzero",
+        "6.18",
+        "5b66e335ead6",
+        "KVM: SEV: Reject non-positive effective lengths during LAUNCH_UPDATE",
+        "snp_update_len_nonzero",
+        "KVM_SEV_SNP_LAUNCH_UPDATE with len 0 fails with -EINVAL (it did nothing and returned 0)",
     ),
     _change(
         "ciphertext-hiding-param",

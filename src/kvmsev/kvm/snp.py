@@ -85,9 +85,10 @@ def snp_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
 
 def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     """KVM_SEV_SNP_LAUNCH_UPDATE (``snp_launch_update``, 6.11 as in 6.12): -EINVAL without an SNP
-    context, for a length off a page multiple, flags or an unknown page type [7.0, dcbcc2323c80:
-    or a source off a page boundary]; then page by page through ``kvm_gmem_populate``, stopping
-    at a page prepared before (-EEXIST), a source page not mapped (-EFAULT) or a firmware error.
+    context, for a length off a page multiple [6.18, 5b66e335ead6: or zero], flags or an unknown
+    page type [7.0, dcbcc2323c80: or a source off a page boundary]; then page by page through
+    ``kvm_gmem_populate``, stopping at a page prepared before (-EEXIST), a source page not mapped
+    (-EFAULT) or a firmware error.
     Nothing done is -EIO with the firmware status; otherwise the parameters are advanced past
     what was done and copied back."""
     if not is_snp_guest(vm) or not vm.snp_context:
@@ -96,6 +97,8 @@ def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         return EFAULT
     length, page_type = cmd.int("len"), cmd.int("type")
     if length % PAGE_SIZE or cmd.int("flags") or page_type not in PAGE_TYPES:
+        return EINVAL
+    if env.behaviour.snp_update_len_nonzero and not length:
         return EINVAL
     gfn, uaddr = cmd.int("gfn_start"), cmd.int("uaddr")
     if env.behaviour.snp_update_src_aligned and page_type != PAGE_TYPE_ZERO and uaddr % PAGE_SIZE:

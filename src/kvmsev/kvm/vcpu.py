@@ -161,6 +161,8 @@ def vcpu_run(env: KernelEnv, kvm: KvmAmd, vm: Vm, vcpu: Vcpu, cpu: int) -> RunRe
                 env.trace.tlb_flush(cpu, None, (BY_NEW_ASID,), True)
         vcpu.last_vmentry_cpu = cpu
         return RunResult(True, flush_by)
+    if env.behaviour.writeback_have_run_cpus:
+        vm.have_run_cpus |= 1 << cpu
     if pre_sev_run(kvm, vm, vcpu, cpu):
         flush_by += (BY_PRE_SEV_RUN,)
     entered = env.psp.asid_valid(vm.asid) and (not vm.es_active or vcpu.guest_state_protected)
