@@ -92,7 +92,51 @@ def test_memlock_limit_is_enforced_per_vm_with_the_kernel_message() -> None:
     assert allowed[-1]["ret"] == 0
 
 
-def test_pinning_an_unmapped_range_fails_to_lock() -> None:
+HUGE = 1 << 44  # 2**32 pages: more than INT_MAX, which pin_user_pages_fast() cannot take
+
+
+def test_a_region_of_more_than_int_max_pages_is_einval_with_one_warning() -> None:
+    """sev_pin_memory (5.12 on): WARN_ON_ONCE(npages > INT_MAX) -> -EINVAL, the splat printed
+    once per boot."""
+    region = {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": HUGE}
+    steps = run([*launch()[:3], region, region], cap_ipc_lock=True, kernel="v5.13")
+    assert [s["errno"] for s in steps[-2:]] == ["EINVAL", "EINVAL"]
+    warning = {"kind": "dmesg", "text": "WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]"}
+    assert steps[-2]["events"] == [warning]
+    assert steps[-1]["events"] == []
+
+
+def test_the_memlock_limit_is_checked_before_the_int_max_bound_up_to_6_17() -> None:
+    region = {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": HUGE}
+    steps = run([*launch()[:3], region], kernel="v5.13")
+    assert steps[-1]["errno"] == "ENOMEM"
+    assert steps[-1]["events"] == [
+        {"kind": "dmesg", "text": f"SEV: {HUGE >> 12} locked pages exceed the lock limit of 16."}
+    ]
+
+
+def test_from_7_1_the_int_max_bound_comes_first_and_warns_no_more() -> None:
+    """8acffeef5ef7 (7.1): -EINVAL before the memlock check, with no splat; 7.1's memlock
+    refusal reads 'total pages would exceed'."""
+    region = {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": HUGE}
+    for kernel, events in (
+        ("v7.0", ["SEV: 4294967296 locked pages exceed the lock limit of 16."]),
+        ("v7.1", []),
+    ):
+        steps = run([*launch()[:3], region], kernel=kernel)
+        assert steps[-1]["errno"] == ("ENOMEM" if events else "EINVAL"), kernel
+        assert [e["text"] for e in steps[-1]["events"]] == events, kernel
+    over = [
+        *launch()[:3],
+        {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000000000, "data": {"zero": 17 * 4096}},
+        {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": 17 * 4096},
+    ]
+    steps = run(over, kernel="v7.1")
+    assert steps[-1]["errno"] == "ENOMEM"
+    assert [e["text"] for e in steps[-1]["events"]] == [
+        "SEV: 17 total pages would exceed the lock limit of 16."
+    ]
+
     steps = run([*launch()[:3], {"op": "reg_region", "vm": "g", "uaddr": 0x7E0000000000, "size": 8192}])
     assert steps[-1]["errno"] == "ENOMEM"
     assert {"kind": "dmesg", "text": "SEV: Failure locking 2 pages."} in steps[-1]["events"]

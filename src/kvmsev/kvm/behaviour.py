@@ -195,6 +195,16 @@ class Behaviour:
     #: destination and a mirror start with an empty mask) and UNREG_REGION's write-back reaches
     #: only those CPUs instead of every online one
     writeback_have_run_cpus: bool = False
+    #: 8acffeef5ef7 "KVM: SEV: Drop WARN on large size for KVM_MEMORY_ENCRYPT_REG_REGION" (7.1;
+    #: stable 5.10, 5.15, 6.1, 6.12, 6.18.24, 6.19): ``sev_pin_memory`` refuses more than INT_MAX
+    #: pages (-EINVAL) before the RLIMIT_MEMLOCK check, and without the WARN_ON_ONCE splat
+    pin_int_max_first: bool = False
+    #: the 7.1 series with 6d71f9349d9b "KVM: SEV: Disallow pinning more pages than exist in the
+    #: system": the RLIMIT_MEMLOCK refusal prints "SEV: N total pages would exceed the lock limit of
+    #: L." (7.1 source). The same commit refuses more pages than ``totalram_pages()`` (-EINVAL), which
+    #: needs the host's memory size: not modeled. Which commit of the series changed the message is
+    #: not pinned; 6d71f9349d9b introduced the ``total_npages`` it prints
+    pin_total_pages_message: bool = False
     #: e973dfe92994 "cgroup/misc: Expose misc.current on cgroup v2 root" (6.5): the root cgroup has
     #: ``misc.current`` too (its cftype loses CFTYPE_NOT_ON_ROOT), with the same lines as any other
     #: cgroup: every resource with a capacity or a usage, the usage being everything charged below

@@ -122,6 +122,8 @@ class KernelEnv:
     #: RLIMIT_MEMLOCK of the VMM process (64 KiB: the kernel default before 5.16) and CAP_IPC_LOCK
     memlock_limit: int = 64 * 1024
     cap_ipc_lock: bool = False
+    #: the WARN_ON_ONCE call sites that have fired in this boot (each prints its splat once)
+    warned_once: frozenset[str] = frozenset()
     #: physical address of a kernel page used as the DBG bounce buffer
     bounce_paddr: int = 0
     next_vcpu_serial: int = 1
@@ -138,6 +140,16 @@ class KernelEnv:
 
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]
+
+    def warn_on_once(self, file: str, function: str) -> None:
+        """A ``WARN_ON_ONCE()`` that fires: the first time per boot the kernel log gets the splat,
+        here its first line without what the model cannot know (CPU, PID, line number, offsets):
+        ``WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]``."""
+        site = f"{file} {function}"
+        if site in self.warned_once:
+            return
+        self.warned_once = self.warned_once | {site}
+        self.trace.dmesg(f"WARNING: at {site} [kvm_amd]")
 
     def wbnoinvd_on_cpus(self, cpus: int) -> None:
         """``wbnoinvd_on_cpus_mask()`` (6.17): an IPI to the online CPUs in mask ``cpus``; each

@@ -503,6 +503,24 @@ _ENTRIES: tuple[Patch, ...] = (
         "KVM_SEV_SNP_LAUNCH_UPDATE with a source address off a page boundary fails with -EINVAL "
         "(ZERO pages have no source)",
     ),
+    _change(
+        "pin-int-max-first",
+        "7.1",
+        "8acffeef5ef7",
+        "KVM: SEV: Drop WARN on large size for KVM_MEMORY_ENCRYPT_REG_REGION",
+        "pin_int_max_first",
+        "a region of more than INT_MAX pages is -EINVAL before the RLIMIT_MEMLOCK check and without "
+        "a WARNING (also in stable 5.10, 5.15, 6.1, 6.12, 6.18.24 and 6.19: apply it to model those)",
+    ),
+    _change(
+        "pin-total-pages-message",
+        "7.1",
+        "6d71f9349d9b",
+        "KVM: SEV: Disallow pinning more pages than exist in the system",
+        "pin_total_pages_message",
+        "over RLIMIT_MEMLOCK the log reads 'SEV: N total pages would exceed the lock limit of L.' "
+        "(the commit's own check against the host's total RAM is not modeled)",
+    ),
 )
 
 

@@ -21,6 +21,7 @@ from kvmsev.kvm.guest import Vm
 #: SEV_FW_BLOB_MAX_SIZE (include/linux/psp-sev.h): the largest blob KVM copies for the firmware
 SEV_FW_BLOB_MAX_SIZE = 0x4000
 ULONG_MAX = 2**64 - 1
+INT_MAX = 2**31 - 1
 #: the fd number the modeled userspace gets for /dev/sev (any non-zero number would do)
 DEV_SEV_FD = 3
 
@@ -152,17 +153,34 @@ def copy_blobs(
 
 
 def sev_pin_memory(env: KernelEnv, vm: Vm, uaddr: int, ulen: int) -> list[int] | int:
-    """``sev_pin_memory``: frames, or -errno; counts against RLIMIT_MEMLOCK per VM."""
+    """``sev_pin_memory``: frames, or -errno; counts against RLIMIT_MEMLOCK per VM.
+
+    A range of more than INT_MAX pages (only KVM_MEMORY_ENCRYPT_REG_REGION's 64-bit size can ask
+    for one) is -EINVAL, because ``pin_user_pages_fast()`` takes an int: after the RLIMIT_MEMLOCK
+    check and with a WARN_ON_ONCE splat (5.12 on), before it and silently from 8acffeef5ef7
+    (7.1). Where a smaller range's page array cannot be allocated (``__vmalloc`` of up to 16 GiB)
+    depends on the host's memory, which is not modeled (nor 7.1's check against
+    ``totalram_pages()``): the model goes on to the pin, which fails on any page not mapped
+    (-ENOMEM)."""
     if ulen == 0 or uaddr + ulen > ULONG_MAX:
         return EINVAL
     first = uaddr >> PAGE_SHIFT
     last = (uaddr + ulen - 1) >> PAGE_SHIFT
     npages = last - first + 1
+    b = env.behaviour
+    if b.pin_int_max_first and npages > INT_MAX:
+        return EINVAL
     locked = vm.pages_locked + npages
     lock_limit = env.memlock_limit >> PAGE_SHIFT
     if locked > lock_limit and not env.cap_ipc_lock:
-        env.trace.dmesg(f"SEV: {locked} locked pages exceed the lock limit of {lock_limit}.")
+        if b.pin_total_pages_message:
+            env.trace.dmesg(f"SEV: {locked} total pages would exceed the lock limit of {lock_limit}.")
+        else:
+            env.trace.dmesg(f"SEV: {locked} locked pages exceed the lock limit of {lock_limit}.")
         return ENOMEM
+    if npages > INT_MAX:
+        env.warn_on_once("arch/x86/kvm/svm/sev.c", "sev_pin_memory")
+        return EINVAL
     frames = vm.memory.pin(uaddr, npages)
     if len(frames) != npages:
         env.trace.dmesg(f"SEV: Failure locking {npages} pages.")
