@@ -524,3 +524,48 @@ def test_unreg_region_write_back_reaches_only_online_cpus_that_ran_the_vm() -> N
     steps = _unreg_after_runs([1, 2])
     steps.insert(-1, {"op": "cpu_offline", "cpu": 2})
     assert _writebacks(run("v6.17", steps)) == [{"kind": "wbnoinvd", "cpus": [1]}]
+
+
+# -- 7.1: a launched vCPU's VMSA is not synced again ----------------------------------------------
+
+
+def _snp_finish_twice() -> list[dict[str, Any]]:
+    return [
+        {"op": "vm_create", "vm": "g", "type": 4},
+        {"op": "sev_init2", "vm": "g"},
+        {"op": "vcpu_create", "vm": "g"},
+        {"op": "snp_launch_start", "vm": "g"},
+        {"op": "snp_launch_finish", "vm": "g"},
+        {"op": "snp_launch_finish", "vm": "g"},
+    ]
+
+
+def test_a_second_snp_launch_finish_panics_the_host_until_7_1_refuses_it() -> None:
+    """9b9f7962e3e8: syncing an encrypted VMSA wrote guest-owned memory, an RMP violation."""
+    before = runner.run(
+        schema.parse({"host": {"kernel": "v7.0", "cpus": 4, **SNP_HOST}, "steps": _snp_finish_twice()})
+    )
+    assert errnos(before)[:5] == [None] * 5
+    assert before["steps"][5]["result"]["oops"].startswith("BUG: unable to handle page fault for address: ")
+    after = runner.run(
+        schema.parse({"host": {"kernel": "v7.1", "cpus": 4, **SNP_HOST}, "steps": _snp_finish_twice()})
+    )
+    assert errnos(after) == [None, None, None, None, None, "EINVAL"]
+    assert not [e for e in after["steps"][5]["events"] if e["kind"] == "fw"], "refused before the firmware"
+
+
+def test_launch_update_vmsa_twice_encrypts_again_until_7_1_refuses_it() -> None:
+    steps: list[dict[str, Any]] = [
+        {"op": "vm_create", "vm": "g"},
+        {"op": "sev_es_init", "vm": "g"},
+        {"op": "vcpu_create", "vm": "g"},
+        {"op": "launch_start", "vm": "g", "policy": 4},
+        {"op": "launch_update_vmsa", "vm": "g"},
+        {"op": "launch_update_vmsa", "vm": "g"},
+    ]
+    again = run("v7.0", steps)
+    assert errnos(again) == [None] * 6
+    assert [e["cmd"] for e in again["steps"][5]["events"] if e["kind"] == "fw"] == ["LAUNCH_UPDATE_VMSA"]
+    refused = run("v7.1", steps)
+    assert errnos(refused) == [None] * 5 + ["EINVAL"]
+    assert refused["steps"][5]["events"] == []

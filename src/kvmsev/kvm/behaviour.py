@@ -195,6 +195,12 @@ class Behaviour:
     #: destination and a mirror start with an empty mask) and UNREG_REGION's write-back reaches
     #: only those CPUs instead of every online one
     writeback_have_run_cpus: bool = False
+    #: 9b9f7962e3e8 "KVM: SEV: Reject attempts to sync VMSA of an already-launched/encrypted vCPU"
+    #: (7.1; Cc stable, in 6.18.35): ``sev_es_sync_vmsa`` refuses a vCPU whose state is already
+    #: protected (-EINVAL). Before it, LAUNCH_UPDATE_VMSA re-synced and re-encrypted such a vCPU,
+    #: and SNP_LAUNCH_FINISH wrote into its guest-owned VMSA page: an RMP violation that panics
+    #: the host (the commit's own report)
+    vmsa_sync_rejects_launched: bool = False
     #: 8acffeef5ef7 "KVM: SEV: Drop WARN on large size for KVM_MEMORY_ENCRYPT_REG_REGION" (7.1;
     #: stable 5.10, 5.15, 6.1, 6.12, 6.18.24, 6.19): ``sev_pin_memory`` refuses more than INT_MAX
     #: pages (-EINVAL) before the RLIMIT_MEMLOCK check, and without the WARN_ON_ONCE splat

@@ -504,6 +504,16 @@ _ENTRIES: tuple[Patch, ...] = (
         "(ZERO pages have no source)",
     ),
     _change(
+        "vmsa-sync-rejects-launched",
+        "7.1",
+        "9b9f7962e3e8",
+        "KVM: SEV: Reject attempts to sync VMSA of an already-launched/encrypted vCPU",
+        "vmsa_sync_rejects_launched",
+        "LAUNCH_UPDATE_VMSA or SNP_LAUNCH_FINISH meeting a vCPU whose VMSA is already encrypted fails "
+        "with -EINVAL; before, SNP_LAUNCH_FINISH panicked the host on an RMP violation (also in "
+        "stable: 6.18.35, 6.19.y and 7.0.y review queues)",
+    ),
+    _change(
         "pin-int-max-first",
         "7.1",
         "8acffeef5ef7",

@@ -257,10 +257,15 @@ def sev_launch_update_vmsa(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int
     for an SEV-ES VM; the vCPU is zero-allocated, so ``svm->vmsa`` is NULL): ``sev_es_sync_vmsa``
     copies the register state to address 0 and the host oopses. Only kernels without
     8727906fde6e let such a vCPU exist (5.12 before 5.12.4); its changelog names this crash.
+
+    A vCPU already encrypted by an earlier call is synced and encrypted again (the guest's state
+    clobbered, harmless to the host), until 9b9f7962e3e8 (7.1) refuses it with -EINVAL.
     """
     if not (vm.active and vm.es_active):
         return ENOTTY
     for vcpu in vm.vcpus:
+        if vcpu.guest_state_protected and env.behaviour.vmsa_sync_rejects_launched:
+            return EINVAL
         if vcpu.vmsa_pfn is None:
             raise null_deref("sev_es_sync_vmsa: memcpy to svm->vmsa")
         if not issue_ok(env, vm):
