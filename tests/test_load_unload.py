@@ -106,3 +106,22 @@ def test_exported_root_has_root_misc_current_only_where_the_kernel_does(tmp_path
         assert main(["boot", "--kernel", kernel, "--cpus", "2", "--export-root", str(root)]) == 0
         assert (root / "sys/fs/cgroup/misc.current").exists() is present
         assert (root / "sys/fs/cgroup/misc.capacity").exists()
+
+
+def test_asid_bitmaps_over_kmalloc_max_leave_sev_off_with_one_page_allocator_warning() -> None:
+    """bitmap_zalloc of 1,008,107,283 bits is 126 MB: above KMALLOC_MAX_SIZE, the page allocator
+    warns once and returns NULL, and sev_hardware_setup gives up on SEV."""
+    report = boot(kernel="v5.13", cpuid="0x3:0x0:0x3c167f13:0x1076571", cpus=2)
+    assert report["loaded"] and not report["sev_enabled"]
+    assert report["dmesg"].count("WARNING: at mm/page_alloc.c __alloc_pages") == 1
+    assert report["allocated_bytes"] == 0, "nothing allocated, so nothing to free"
+
+
+def test_sev_vmcbs_over_kmalloc_max_fail_the_load_with_enomem() -> None:
+    """2**20 ASIDs: the bitmaps (128 KiB) fit, each CPU's sev_vmcbs (8 MiB of pointers) does not."""
+    failed = boot(kernel="v5.13", cpuid="0x3:0x0:0x100000:0x1", cpus=2)
+    assert not failed["loaded"] and failed["load_error"] == "ENOMEM"
+    assert failed["allocated_bytes"] == 0
+    largest = boot(kernel="v5.13", cpuid="0x3:0x0:0x7ffff:0x1", cpus=2)  # 524,288 pointers: 4 MiB
+    assert largest["loaded"] and largest["sev_enabled"]
+    assert not any(line.startswith("WARNING") for line in largest["dmesg"])

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 BITS_PER_LONG = 64
 POINTER_SIZE = 8
+#: the largest kmalloc on x86_64 (KMALLOC_MAX_SIZE: ``1 << (MAX_ORDER + PAGE_SHIFT - 1)`` in 5.x,
+#: ``1 << (MAX_PAGE_ORDER + PAGE_SHIFT)`` in 6.x, 4 MiB either way with the default orders)
+KMALLOC_MAX_SIZE = 4 << 20
 
 
 def bitmap_bytes(nbits: int) -> int:

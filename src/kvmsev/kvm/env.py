@@ -13,7 +13,7 @@ from kvmsev.firmware.psp import Psp
 from kvmsev.firmware.result import CommandResult
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.hw.svm_features import SvmFeatures
-from kvmsev.kernel.alloc import Allocator
+from kvmsev.kernel.alloc import KMALLOC_MAX_SIZE, Allocator
 from kvmsev.kernel.ccp import SevDriver
 from kvmsev.kernel.cpufeatures import BootCpuFeatures
 from kvmsev.kernel.kconfig import Kconfig
@@ -141,7 +141,7 @@ class KernelEnv:
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]
 
-    def warn_on_once(self, file: str, function: str) -> None:
+    def warn_on_once(self, file: str, function: str, module: str | None = "kvm_amd") -> None:
         """A ``WARN_ON_ONCE()`` that fires: the first time per boot the kernel log gets the splat,
         here its first line without what the model cannot know (CPU, PID, line number, offsets):
         ``WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]``."""
@@ -149,7 +149,19 @@ class KernelEnv:
         if site in self.warned_once:
             return
         self.warned_once = self.warned_once | {site}
-        self.trace.dmesg(f"WARNING: at {site} [kvm_amd]")
+        self.trace.dmesg(f"WARNING: at {site}" + (f" [{module}]" if module else ""))
+
+    def kmalloc(self, site: str, size: int) -> bool:
+        """``kmalloc`` / ``kcalloc`` / ``bitmap_zalloc`` of ``size`` bytes for ``site``; False
+        for NULL. Above KMALLOC_MAX_SIZE (4 MiB) the request reaches the page allocator with an
+        order above its largest, which warns once and fails (``__alloc_pages``: WARN_ON_ONCE for
+        an order >= MAX_ORDER; named ``__alloc_pages_nodemask`` before 5.13 and
+        ``__alloc_pages_noprof`` from 6.10, the model prints one name): a CPUID 0x8000001F
+        claiming millions of ASIDs gets bitmaps and ``sev_vmcbs`` arrays no kernel can allocate."""
+        if size > KMALLOC_MAX_SIZE:
+            self.warn_on_once("mm/page_alloc.c", "__alloc_pages", module=None)
+            return False
+        return self.alloc.alloc(site, size)
 
     def wbnoinvd_on_cpus(self, cpus: int) -> None:
         """``wbnoinvd_on_cpus_mask()`` (6.17): an IPI to the online CPUs in mask ``cpus``; each

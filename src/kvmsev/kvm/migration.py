@@ -20,6 +20,7 @@ Guest addresses passed to the firmware carry the C-bit (``sev_me_mask``).
 from __future__ import annotations
 
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from kvmsev.kernel.alloc import KMALLOC_MAX_SIZE
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.launch import bind_new_context
@@ -41,9 +42,6 @@ from kvmsev.kvm.sev_cmd import (
     sev_unpin_memory,
 )
 from kvmsev.kvm.state import KvmAmd
-
-#: the largest kmalloc (KMALLOC_MAX_SIZE on x86_64: 2^(MAX_ORDER - 1 + PAGE_SHIFT))
-KMALLOC_MAX_SIZE = 4 << 20
 
 
 def _me_mask(kvm: KvmAmd) -> int:

@@ -98,10 +98,10 @@ def sev_hardware_setup(env: KernelEnv, kvm: KvmAmd) -> None:
         kvm.min_sev_asid = env.leaf.edx
 
         size = bitmap_bytes(kvm.max_sev_asid + 1 if b.asid_bitmap_real_index else kvm.max_sev_asid)
-        if not env.alloc.alloc(ASID_BITMAP, size):
+        if not env.kmalloc(ASID_BITMAP, size):
             return
         kvm.sev_asid_bitmap = 0
-        if not env.alloc.alloc(RECLAIM_BITMAP, size):
+        if not env.kmalloc(RECLAIM_BITMAP, size):
             if b.free_asid_bitmap_on_setup_failure:
                 env.alloc.free(ASID_BITMAP)
                 kvm.sev_asid_bitmap = None
@@ -299,7 +299,7 @@ def alloc_sev_vmcbs(env: KernelEnv, kvm: KvmAmd, cpu: int) -> bool:
     kmalloc_array (contents unknown) before 3b1902b87bf1, kcalloc (zeroed) after.
     """
     entries = kvm.max_sev_asid + 1
-    if not env.alloc.alloc(f"sev_vmcbs[{cpu}]", entries * POINTER_SIZE):
+    if not env.kmalloc(f"sev_vmcbs[{cpu}]", entries * POINTER_SIZE):
         return False
     if kvm.sev_vmcbs is None:
         env.garbage.resolved.clear()
