@@ -193,6 +193,22 @@ def test_yaml_indented_two_thousand_levels_deep_is_refused_as_too_deep(
     assert "nest" in line
 
 
+def test_a_dbg_decrypt_reported_as_data_is_held_to_16_mib(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fuzzer's input: 2 GiB decrypted into a buffer the VMM maps, then reported as data."""
+    path = tmp_path / "dbg.yaml"
+    step = "{op: dbg_decrypt, vm: a, src_uaddr: 0x7f0000100000, len: 2147483648}"
+    path.write_text(f"host: {{profile: lab}}\nsteps: [{{op: vm_create, vm: a}}, {step}]\n")
+    line = refused(capsys, "run", str(path))
+    assert line.startswith("kvmsev: error: dbg.yaml: steps[1].len: 2147483648 is over 16 MiB")
+    path.write_text(
+        f"host: {{profile: lab}}\nsteps: [{{op: vm_create, vm: a}}, {step[:-1]}, dst_uaddr: 0x1000}}]\n"
+    )
+    code, _, _ = run(capsys, "run", str(path))
+    assert code == 0, "with a destination the kernel's answer is reported (here -ENOTTY: no SEV)"
+
+
 # -- profiles -----------------------------------------------------------------------------------
 
 

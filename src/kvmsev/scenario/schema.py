@@ -35,6 +35,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -279,10 +280,25 @@ class AttestationReport(_OnVm):
 
 
 class DbgDecrypt(_OnVm):
+    """Without ``dst_uaddr`` the VMM maps a buffer of ``len`` bytes for the plaintext and the
+    report carries it as data, so ``len`` is then held to what a scenario may spell out (16 MiB):
+    the kernel takes any 32-bit length, and decrypting 4 GiB into a fresh buffer would be 4 GiB of
+    model memory and a million firmware commands for a line of input."""
+
     op: Literal["dbg_decrypt"]
     src_uaddr: U64
-    len: U32
     dst_uaddr: U64 | None = None
+    len: U32
+
+    @field_validator("len")
+    @classmethod
+    def _reported_len(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("dst_uaddr") is None and value > MAX_DATA:
+            raise ValueError(
+                f"{value} is over {MAX_DATA >> 20} MiB, the most a dbg_decrypt without dst_uaddr "
+                "reports (give dst_uaddr to decrypt into memory the scenario mapped)"
+            )
+        return value
 
 
 class DbgEncrypt(_OnVm):
