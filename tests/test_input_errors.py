@@ -209,6 +209,69 @@ def test_a_dbg_decrypt_reported_as_data_is_held_to_16_mib(
     assert code == 0, "with a destination the kernel's answer is reported (here -ENOTTY: no SEV)"
 
 
+def test_scenario_data_over_64_mib_in_total_are_refused_before_they_are_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Five 16 MiB values, four through a YAML alias: each is within the 16 MiB a value may have,
+    together they are over the scenario's 64 MiB, and the fifth is refused before it is built."""
+    step = "{op: launch_update_data, vm: a, data: {zero: 16777216}}"
+    lines = ["host: {profile: lab}", "steps:", "  - {op: vm_create, vm: a}", f"  - &big {step}"]
+    path = tmp_path / "big.yaml"
+    path.write_text("\n".join([*lines, *["  - *big"] * 3]) + "\n")
+    assert run(capsys, "run", str(path))[0] == 0, "64 MiB in all is accepted"
+    path.write_text("\n".join([*lines, *["  - *big"] * 4]) + "\n")
+    line = refused(capsys, "run", str(path))
+    assert line == (
+        "kvmsev: error: big.yaml: steps[5].data: the scenario's data add up to more than 64 MiB, "
+        "the most kvmsev reads for one scenario"
+    )
+
+
+def test_a_file_named_by_many_steps_is_read_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvmsev import files
+
+    reads: list[str] = []
+    read_bounded = files.read_bounded
+
+    def counted(path: str, limit: int) -> bytes:
+        reads.append(path)
+        return read_bounded(path, limit)
+
+    monkeypatch.setattr(files, "read_bounded", counted)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 16)
+    step = "{op: launch_update_data, vm: a, data: {file: blob.bin}}"
+    path = tmp_path / "many.yaml"
+    path.write_text("host: {profile: lab}\nsteps:\n  - {op: vm_create, vm: a}\n" + f"  - {step}\n" * 50)
+    assert run(capsys, "run", str(path))[0] == 0
+    assert reads == [str(tmp_path / "blob.bin")]
+
+
+def test_a_run_that_would_write_past_the_model_s_budget_stops_with_the_step_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second input class: a measurement buffer of 4 GiB the VMM maps (LAUNCH_MEASURE then
+    fails, -EINVAL), then DBG_DECRYPT over that buffer in place, which the kernel takes a page at
+    a time. With the budget made 1 MiB the run stops at the decrypt, with nothing reported."""
+    from kvmsev.scenario import runner
+
+    monkeypatch.setattr(runner, "WRITE_BUDGET", 1 << 20)
+    path = tmp_path / "dbg.yaml"
+    buffer = "0x7f0000000000"
+    path.write_text(
+        "host: {profile: lab}\nsteps:\n"
+        + "".join(f"  - {{op: {op}, vm: a}}\n" for op in ("vm_create", "sev_init", "launch_start"))
+        + "  - {op: launch_measure, vm: a, len: 0xfffff000}\n"
+        + "  - {op: launch_finish, vm: a}\n"
+        + f"  - {{op: dbg_decrypt, vm: a, src_uaddr: {buffer}, dst_uaddr: {buffer}, len: 0xfffff000}}\n"
+    )
+    line = refused(capsys, "run", str(path))
+    assert line.startswith(
+        "kvmsev: error: dbg.yaml: steps[5]: dbg_decrypt: the run writes more than 1 MiB of guest memory"
+    )
+
+
 # -- profiles -----------------------------------------------------------------------------------
 
 

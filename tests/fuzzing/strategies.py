@@ -834,6 +834,10 @@ def scenario_documents(draw: st.DrawFn) -> Any:
             doc["host"] = _host(pick)
         prelude = draw(st.sampled_from(PRELUDES))
     steps = [dict(s) for s in prelude] + [_step(pick, hosts) for _ in range(draw(st.integers(0, 8)))]
+    if steps and draw(st.integers(0, 15)) == 0:
+        # one step over and over: totals (data, guest memory written) that no single step reaches
+        again = draw(st.sampled_from(steps))
+        steps += [dict(again) for _ in range(draw(st.sampled_from([5, 60, 2000])))]
     doc["steps"] = (
         steps
         if not pick.odd()

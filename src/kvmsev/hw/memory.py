@@ -1,8 +1,14 @@
 """Host physical memory: 4 KiB frames holding bytes, read and written by physical address.
 
-Frames are created on first touch (zero-filled). The memory controller's encryption is applied
-by whoever writes through a guest key (the firmware model) with :func:`transform`; frames store
-bytes as they are in DRAM.
+Frames are created on first write (a frame never written reads as zeros). The memory
+controller's encryption is applied by whoever writes through a guest key (the firmware model) with
+:func:`transform`; frames store bytes as they are in DRAM.
+
+The model holds guest memory in Python objects, so the scenario runner bounds what a run may
+write (:data:`WRITE_BUDGET`): a real host pins and encrypts gigabytes for one ioctl, the model
+would spend minutes and gigabytes of its own memory on a line of scenario. Going over the budget
+raises :class:`WriteBudgetExceeded`, which the runner reports as an input error. Without a budget
+(the default; the checker's moves write a few pages each) writes are not counted.
 """
 
 from __future__ import annotations
@@ -14,11 +20,30 @@ PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 #: Linux x86_64 direct map base: kernel virtual address of physical address 0.
 PAGE_OFFSET = 0xFFFF_8880_0000_0000
+#: the most bytes one host's memory takes in writes over a run (VMM copies and firmware
+#: encryption alike): four times the 64 MiB of data a scenario may spell out, which every
+#: launch, debug and migration flow in the model writes at most a few times over
+WRITE_BUDGET = 256 << 20
+
+
+class WriteBudgetExceeded(Exception):
+    """A write would take the host's memory past :data:`WRITE_BUDGET`: a limit of the model,
+    not of the modeled kernel."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(
+            f"the run writes more than {budget >> 20} MiB of guest memory, the most the model holds "
+            "per host (each pinned and encrypted page is a Python object here)"
+        )
 
 
 @dataclass(slots=True)
 class PhysicalMemory:
     frames: dict[int, bytearray] = field(default_factory=dict)
+    #: the most bytes all writes may add up to, or None for no bound
+    budget: int | None = None
+    #: bytes written so far, counted against ``budget``
+    written: int = 0
 
     def frame(self, pfn: int) -> bytearray:
         page = self.frames.get(pfn)
@@ -31,12 +56,17 @@ class PhysicalMemory:
         while length > 0:
             pfn, offset = divmod(paddr, PAGE_SIZE)
             take = min(length, PAGE_SIZE - offset)
-            out += self.frame(pfn)[offset : offset + take]
+            page = self.frames.get(pfn)
+            out += page[offset : offset + take] if page is not None else bytes(take)
             paddr += take
             length -= take
         return bytes(out)
 
     def write(self, paddr: int, data: bytes) -> None:
+        if self.budget is not None:
+            if self.written + len(data) > self.budget:
+                raise WriteBudgetExceeded(self.budget)
+            self.written += len(data)
         pos = 0
         while pos < len(data):
             pfn, offset = divmod(paddr + pos, PAGE_SIZE)

@@ -3,7 +3,8 @@ firmware image to load), the SEV hashes table of a kernel, initrd and command li
 QEMU's reset gives a vCPU of an SEV-ES guest.
 
 Paths are relative to the scenario file's directory (absolute paths are taken as they are); each
-file is read once, when the scenario is loaded, and a problem with it is the scenario's error.
+file is read once, when the scenario is loaded (however many steps name it), and a problem with it
+is the scenario's error.
 """
 
 from __future__ import annotations
@@ -91,12 +92,27 @@ class VcpuReset(_Model):
     cpu: str | None = None
 
 
-def _read(base: Path, name: str, limit: int, digest: bool = False) -> bytes:
-    path = Path(name) if Path(name).is_absolute() else base / name
+def _read(context: Any, name: str, limit: int, digest: bool = False) -> bytes:
+    """The bytes of file ``name`` (its SHA-256 with ``digest``), read once per scenario: the
+    validation context keeps what was read, so a file named in a thousand steps (or through a
+    YAML alias) costs one read and one copy in memory."""
+    path = Path(name) if Path(name).is_absolute() else _base(context) / name
+    cache: dict[tuple[str, int, bool], bytes] | None = None
+    if isinstance(context, dict):
+        cache = context.setdefault("files", {})
     try:
-        return files.sha256_bounded(str(path), limit) if digest else files.read_bounded(str(path), limit)
+        key = (str(path.resolve()), limit, digest)
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name
+        key = (str(path), limit, digest)
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        found = files.sha256_bounded(str(path), limit) if digest else files.read_bounded(str(path), limit)
     except ValueError as exc:
         raise ValueError(f"file {name!r}: {exc}") from None
+    if cache is not None:
+        cache[key] = found
+    return found
 
 
 def _base(context: Any) -> Path:
@@ -107,18 +123,19 @@ def _base(context: Any) -> Path:
 def file_bytes(value: dict[str, Any], context: Any, limit: int) -> bytes:
     """``{file: PATH}``: the file's bytes, at most ``limit`` of them."""
     form = _FileForm.model_validate(value)
-    return _read(_base(context), form.file, limit)
+    return _read(context, form.file, limit)
 
 
 def sev_hashes_bytes(value: dict[str, Any], context: Any) -> bytes:
     """``{sev_hashes: {kernel, initrd, append}}``: the 176-byte table QEMU measures for a direct
     boot with ``kernel-hashes=on`` (:func:`kvmsev.host.ovmf.sev_hashes_table`)."""
     form = _SevHashesForm.model_validate(value).sev_hashes
-    base = _base(context)
     initrd = (
-        hashlib.sha256(b"").digest() if form.initrd is None else _read(base, form.initrd, MAX_BOOT_FILE, True)
+        hashlib.sha256(b"").digest()
+        if form.initrd is None
+        else _read(context, form.initrd, MAX_BOOT_FILE, True)
     )
-    kernel = _read(base, form.kernel, MAX_BOOT_FILE, True)
+    kernel = _read(context, form.kernel, MAX_BOOT_FILE, True)
     return sev_hashes_table(KernelHashes(cmdline_digest(form.append.encode()), initrd, kernel))
 
 
@@ -147,7 +164,7 @@ def vcpu_reset(value: dict[str, Any], context: Any, firmware_limit: int) -> Vcpu
     requires for an SEV-ES guest."""
     form = _ResetForm.model_validate(value)
     signature, cpu = _signature(form.reset)
-    image = OvmfImage.parse(_read(_base(context), form.firmware, firmware_limit))
+    image = OvmfImage.parse(_read(context, form.firmware, firmware_limit))
     try:
         reset = image.sev_es_reset_addr
     except ValueError as exc:

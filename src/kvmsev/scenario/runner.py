@@ -20,6 +20,7 @@ from kvmsev.host.config import FAIL_SITES
 from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.host.stream import Stream
+from kvmsev.hw.memory import WRITE_BUDGET, WriteBudgetExceeded
 from kvmsev.kernel.bitops import set_bits
 from kvmsev.kernel.misc_cgroup import RESOURCES
 from kvmsev.kvm.oops import KernelOops
@@ -392,7 +393,9 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
     the ``kvmsev run --json`` document.
 
     With several hosts, ``boot`` and ``final`` describe the first and ``hosts`` all of them; each
-    step and violation names its host.
+    step and violation names its host. A step that would write more guest memory than the model
+    holds (:data:`~kvmsev.hw.memory.WRITE_BUDGET` per host) ends the run with an
+    :class:`InputError` naming it; nothing is reported.
     """
     hosts: dict[str, Host] = {}
     boots: dict[str, dict[str, Any]] = {}
@@ -400,6 +403,7 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
     reported: list[dict[str, Any]] = []
     for name, config in scenario.hosts.items():
         host = hosts[name] = Host.boot(config)
+        host.env.psp.memory.budget = WRITE_BUDGET
         load = host.load_kvm_amd()
         boot = boot_dict(host, load, None, kvm_view(host))
         boots[name] = {k: boot[k] for k in BOOT_FIELDS}
@@ -416,7 +420,10 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
             break
         _check_refs(hosts, step)
         mark = host.env.trace.mark()
-        outcome = execute(host, step, hosts)
+        try:
+            outcome = execute(host, step, hosts)
+        except WriteBudgetExceeded as exc:
+            raise InputError(f"{scenario.name}: steps[{step.index}]", f"{step.op}: {exc}") from None
         entry: dict[str, Any] = {
             "step": step.index,
             "op": step.op,

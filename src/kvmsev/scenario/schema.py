@@ -48,6 +48,10 @@ U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 #: the largest byte string a scenario may spell out (memory, secrets, VMSA images)
 MAX_DATA = 16 << 20
+#: the most bytes all of a scenario's data may add up to: each value is built in memory when the
+#: file is read, so without a total a few lines of ``{zero: 16777216}`` repeated (or a YAML alias
+#: used a thousand times) would ask for gigabytes before the first step
+MAX_SCENARIO_DATA = 64 << 20
 #: the largest scenario file read (a file is data, not a program: 64 MiB is far more than any needs)
 MAX_FILE = 64 << 20
 #: the largest YAML scenario: where PyYAML was built without libyaml its parser is pure Python,
@@ -142,17 +146,41 @@ class _Fill(BaseModel):
         assert self.pattern is not None and self.len is not None
         return (self.pattern * (self.len // len(self.pattern) + 1))[: self.len]
 
+    @property
+    def size(self) -> int:
+        return self.zero if self.zero is not None else self.len or 0
+
+
+def _spend(info: ValidationInfo, size: int) -> None:
+    """Count ``size`` bytes of data against the scenario's :data:`MAX_SCENARIO_DATA`, before
+    they are built where the form allows (``{zero: N}``, patterns)."""
+    if not isinstance(info.context, dict):
+        return
+    total = info.context.get("data_bytes", 0) + size
+    if total > MAX_SCENARIO_DATA:
+        raise ValueError(
+            f"the scenario's data add up to more than {MAX_SCENARIO_DATA >> 20} MiB, the most "
+            "kvmsev reads for one scenario"
+        )
+    info.context["data_bytes"] = total
+
 
 def _data(value: Any, info: ValidationInfo) -> Any:
     """Hex bytes, ``{pattern: HEX, len: N}`` (the pattern repeated to N bytes), ``{zero: N}``,
     ``{file: PATH}`` or ``{sev_hashes: {...}}`` (:mod:`kvmsev.scenario.images`)."""
     if isinstance(value, dict) and "file" in value:
-        return images.file_bytes(value, info.context, MAX_DATA)
-    if isinstance(value, dict) and "sev_hashes" in value:
-        return images.sev_hashes_bytes(value, info.context)
-    if isinstance(value, dict):
-        return _Fill.model_validate(value).expand()
-    return _hex(value)
+        built = images.file_bytes(value, info.context, MAX_DATA)
+    elif isinstance(value, dict) and "sev_hashes" in value:
+        built = images.sev_hashes_bytes(value, info.context)
+    elif isinstance(value, dict):
+        fill = _Fill.model_validate(value)
+        _spend(info, fill.size)
+        return fill.expand()
+    else:
+        built = _hex(value)
+    if isinstance(built, bytes):
+        _spend(info, len(built))
+    return built
 
 
 _DATA_FORMS = [
