@@ -837,7 +837,7 @@ def scenario_documents(draw: st.DrawFn) -> Any:
     if steps and draw(st.integers(0, 15)) == 0:
         # one step over and over: totals (data, guest memory written) that no single step reaches
         again = draw(st.sampled_from(steps))
-        steps += [dict(again) for _ in range(draw(st.sampled_from([5, 60, 2000])))]
+        steps += [dict(again) for _ in range(draw(st.sampled_from([5, 60, 400])))]
     doc["steps"] = (
         steps
         if not pick.odd()
