@@ -20,30 +20,42 @@ PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 #: Linux x86_64 direct map base: kernel virtual address of physical address 0.
 PAGE_OFFSET = 0xFFFF_8880_0000_0000
-#: the most bytes one host's memory takes in writes over a run (VMM copies and firmware
-#: encryption alike): four times the 64 MiB of data a scenario may spell out, which every
+#: the most bytes a scenario run writes to guest memory, over all its hosts (VMM copies and
+#: firmware encryption alike): four times the 64 MiB of data a scenario may spell out, which every
 #: launch, debug and migration flow in the model writes at most a few times over
 WRITE_BUDGET = 256 << 20
 
 
 class WriteBudgetExceeded(Exception):
-    """A write would take the host's memory past :data:`WRITE_BUDGET`: a limit of the model,
-    not of the modeled kernel."""
+    """A write would take a run past its :class:`WriteBudget`: a limit of the model, not of the
+    modeled kernel."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, limit: int) -> None:
         super().__init__(
-            f"the run writes more than {budget >> 20} MiB of guest memory, the most the model holds "
-            "per host (each pinned and encrypted page is a Python object here)"
+            f"the run writes more than {limit >> 20} MiB of guest memory, the most the model holds "
+            "(each pinned and encrypted page is a Python object here)"
         )
+
+
+@dataclass(slots=True)
+class WriteBudget:
+    """Bytes a run may still write, shared by the memories of all its hosts (a migration
+    scenario has up to 16)."""
+
+    limit: int
+    used: int = 0
+
+    def spend(self, size: int) -> None:
+        if self.used + size > self.limit:
+            raise WriteBudgetExceeded(self.limit)
+        self.used += size
 
 
 @dataclass(slots=True)
 class PhysicalMemory:
     frames: dict[int, bytearray] = field(default_factory=dict)
-    #: the most bytes all writes may add up to, or None for no bound
-    budget: int | None = None
-    #: bytes written so far, counted against ``budget``
-    written: int = 0
+    #: what writes are counted against, or None for no bound
+    budget: WriteBudget | None = None
 
     def frame(self, pfn: int) -> bytearray:
         page = self.frames.get(pfn)
@@ -64,9 +76,7 @@ class PhysicalMemory:
 
     def write(self, paddr: int, data: bytes) -> None:
         if self.budget is not None:
-            if self.written + len(data) > self.budget:
-                raise WriteBudgetExceeded(self.budget)
-            self.written += len(data)
+            self.budget.spend(len(data))
         pos = 0
         while pos < len(data):
             pfn, offset = divmod(paddr + pos, PAGE_SIZE)

@@ -20,7 +20,7 @@ from kvmsev.host.config import FAIL_SITES
 from kvmsev.host.host import Host
 from kvmsev.host.report import boot_dict, kvm_view
 from kvmsev.host.stream import Stream
-from kvmsev.hw.memory import WRITE_BUDGET, WriteBudgetExceeded
+from kvmsev.hw.memory import WRITE_BUDGET, WriteBudget, WriteBudgetExceeded
 from kvmsev.kernel.bitops import set_bits
 from kvmsev.kernel.misc_cgroup import RESOURCES
 from kvmsev.kvm.oops import KernelOops
@@ -394,16 +394,17 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
 
     With several hosts, ``boot`` and ``final`` describe the first and ``hosts`` all of them; each
     step and violation names its host. A step that would write more guest memory than the model
-    holds (:data:`~kvmsev.hw.memory.WRITE_BUDGET` per host) ends the run with an
+    holds (:data:`~kvmsev.hw.memory.WRITE_BUDGET`, over all hosts) ends the run with an
     :class:`InputError` naming it; nothing is reported.
     """
     hosts: dict[str, Host] = {}
     boots: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[str, str], set[str]] = {}
     reported: list[dict[str, Any]] = []
+    budget = WriteBudget(WRITE_BUDGET)
     for name, config in scenario.hosts.items():
         host = hosts[name] = Host.boot(config)
-        host.env.psp.memory.budget = WRITE_BUDGET
+        host.env.psp.memory.budget = budget
         load = host.load_kvm_amd()
         boot = boot_dict(host, load, None, kvm_view(host))
         boots[name] = {k: boot[k] for k in BOOT_FIELDS}
