@@ -298,6 +298,41 @@ def test_the_write_budget_is_one_for_all_the_hosts_of_a_run(
     )
 
 
+def test_a_kernel_that_cannot_be_hashed_is_read_once_however_many_steps_name_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link to ``/dev/zero`` is read to the 1 GiB limit before it is refused (about a second);
+    five steps naming it cost one read, and the error names the first."""
+    from kvmsev import files
+
+    reads: list[str] = []
+
+    def refusing(path: str, limit: int) -> bytes:
+        reads.append(path)
+        raise ValueError("larger than 1 GiB")
+
+    monkeypatch.setattr(files, "sha256_bounded", refusing)
+    (tmp_path / "vmlinuz").symlink_to("/dev/zero")
+    step = "{op: launch_update_data, vm: a, data: {sev_hashes: {kernel: vmlinuz}}}"
+    path = tmp_path / "hashes.yaml"
+    path.write_text("host: {profile: lab}\nsteps:\n  - {op: vm_create, vm: a}\n" + f"  - {step}\n" * 5)
+    line = refused(capsys, "run", str(path))
+    assert line.startswith("kvmsev: error: hashes.yaml: steps[1].data: ")
+    assert "file 'vmlinuz': larger than 1 GiB" in line
+    assert reads == [str(tmp_path / "vmlinuz")]
+
+
+def test_an_unknown_vm_is_named_with_at_most_twenty_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "vms.yaml"
+    creates = "".join(f"  - {{op: vm_create, vm: v{i}}}\n" for i in range(25))
+    path.write_text(f"host: {{profile: lab}}\nsteps:\n{creates}  - {{op: sev_init, vm: nope}}\n")
+    line = refused(capsys, "run", str(path))
+    known = ", ".join(f"v{i}" for i in range(20))
+    assert line.endswith(f"steps[25].vm: no VM 'nope' (known: {known} and 5 more)")
+
+
 # -- profiles -----------------------------------------------------------------------------------
 
 

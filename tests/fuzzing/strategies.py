@@ -837,7 +837,8 @@ def scenario_documents(draw: st.DrawFn) -> Any:
     if steps and draw(st.integers(0, 15)) == 0:
         # one step over and over: totals (data, guest memory written) that no single step reaches
         again = draw(st.sampled_from(steps))
-        steps += [dict(again) for _ in range(draw(st.sampled_from([5, 60, 400])))]
+        copy = dict if isinstance(again, dict) else lambda step: step  # a step may be any value
+        steps += [copy(again) for _ in range(draw(st.sampled_from([5, 60, 400])))]
     doc["steps"] = (
         steps
         if not pick.odd()

@@ -94,24 +94,27 @@ class VcpuReset(_Model):
 
 def _read(context: Any, name: str, limit: int, digest: bool = False) -> bytes:
     """The bytes of file ``name`` (its SHA-256 with ``digest``), read once per scenario: the
-    validation context keeps what was read, so a file named in a thousand steps (or through a
-    YAML alias) costs one read and one copy in memory."""
+    validation context keeps what was read, or why it could not be, so a file named in a thousand
+    steps (or through a YAML alias) costs one read and one copy in memory. That holds for a
+    failure too: a kernel that is a link to ``/dev/zero`` is read to its 1 GiB limit (about a
+    second) once, not once per step that names it."""
     path = Path(name) if Path(name).is_absolute() else _base(context) / name
-    cache: dict[tuple[str, int, bool], bytes] | None = None
+    cache: dict[tuple[str, int, bool], bytes | str] = {}
     if isinstance(context, dict):
         cache = context.setdefault("files", {})
     try:
         key = (str(path.resolve()), limit, digest)
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name
         key = (str(path), limit, digest)
-    if cache is not None and key in cache:
-        return cache[key]
-    try:
-        found = files.sha256_bounded(str(path), limit) if digest else files.read_bounded(str(path), limit)
-    except ValueError as exc:
-        raise ValueError(f"file {name!r}: {exc}") from None
-    if cache is not None:
+    found = cache.get(key)
+    if found is None:
+        try:
+            found = files.sha256_bounded(str(path), limit) if digest else files.read_bounded(str(path), limit)
+        except ValueError as exc:
+            found = str(exc)
         cache[key] = found
+    if isinstance(found, str):
+        raise ValueError(f"file {name!r}: {found}")
     return found
 
 

@@ -72,12 +72,21 @@ _VM_OPS = frozenset(_SIMPLE_CMDS) | {
 }
 
 
+def _known_vms(host: Host, shown: int = 20) -> str:
+    """The open VMs' names for an error line, the first ``shown`` of them."""
+    names = [n for n, v in host.kvm.vms.items() if not v.closed] if host.kvm is not None else []
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
+
+
 def _check_refs(hosts: Mapping[str, Host], step: Step) -> None:
     """Names and numbers the scenario uses must exist; otherwise it is the scenario's error."""
     host = hosts[step.host]
     where = f"steps[{step.index}]"
     a = step.args
-    vms = {n: v for n, v in host.kvm.vms.items() if not v.closed} if host.kvm is not None else {}
+    open_vm = host.kvm.vms.get(a["vm"]) if host.kvm is not None and "vm" in a else None
+    if open_vm is not None and open_vm.closed:
+        open_vm = None
     if step.op == "vm_create":
         if host.kvm is not None and a["vm"] in host.kvm.vms:
             raise InputError(f"{where}.vm", f"VM {a['vm']!r} already exists")
@@ -85,16 +94,15 @@ def _check_refs(hosts: Mapping[str, Host], step: Step) -> None:
             raise InputError(
                 f"{where}.cgroup", f"no cgroup {a.get('cgroup')!r} (create it with cgroup_create)"
             )
-    elif step.op in _VM_OPS and host.kvm is not None and a["vm"] not in vms:
-        raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {', '.join(vms) or 'none'})")
+    elif step.op in _VM_OPS and host.kvm is not None and open_vm is None:
+        raise InputError(f"{where}.vm", f"no VM {a['vm']!r} (known: {_known_vms(host)})")
     if step.op in _TWO_VM_OPS and host.kvm is not None and a["source"] not in host.kvm.vms:
         raise InputError(f"{where}.source", f"no VM {a['source']!r} on this host")
     if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
         raise InputError(f"{where}.cpu", f"CPU {a['cpu']} does not exist (host has {host.env.nr_cpus})")
     if step.op == "vcpu_run":
-        vm = vms.get(a["vm"])
-        if vm is not None and not 0 <= a["vcpu"] < len(vm.vcpus):
-            raise InputError(f"{where}.vcpu", f"VM {a['vm']!r} has {len(vm.vcpus)} vCPUs")
+        if open_vm is not None and not 0 <= a["vcpu"] < len(open_vm.vcpus):
+            raise InputError(f"{where}.vcpu", f"VM {a['vm']!r} has {len(open_vm.vcpus)} vCPUs")
         if not host.env.online >> a["cpu"] & 1:
             raise InputError(f"{where}.cpu", f"CPU {a['cpu']} is offline; nothing can run there")
     if step.op == "cgroup_create":
