@@ -177,26 +177,30 @@ def misc_usage(host: Host) -> list[str]:
     misc = host.env.misc
     if not misc.enabled or host.kvm is None or not host.env.behaviour.misc_cgroup:
         return []
+    # a charge counts in its cgroup and every ancestor: one walk up from each charged VM, so the
+    # check costs VMs plus cgroups, not their product
+    charged: dict[tuple[str, str], int] = {}
+    for vm in host.kvm.vms.values():
+        if vm.misc_cg is None:
+            continue
+        resource = "sev_es" if vm.es_active else "sev"
+        for path in _ancestry(vm.misc_cg.path):
+            charged[path, resource] = charged.get((path, resource), 0) + 1
     out = []
     for path, group in sorted(misc.groups.items()):
         for resource in ("sev", "sev_es"):
-            # a charge counts in its cgroup and every ancestor
-            charged = sum(
-                1
-                for vm in host.kvm.vms.values()
-                if vm.misc_cg is not None
-                and vm.es_active == (resource == "sev_es")
-                and _within(vm.misc_cg.path, path)
-            )
-            if group.usage[resource] != charged:
+            count = charged.get((path, resource), 0)
+            if group.usage[resource] != count:
                 out.append(
-                    f"misc {resource} usage in {path} is {group.usage[resource]} but {charged} VMs charged"
+                    f"misc {resource} usage in {path} is {group.usage[resource]} but {count} VMs charged"
                 )
     return out
 
 
-def _within(path: str, ancestor: str) -> bool:
-    return ancestor == "/" or path == ancestor or path.startswith(ancestor + "/")
+def _ancestry(path: str) -> list[str]:
+    """``/a/b`` and every cgroup above it: ``/``, ``/a``, ``/a/b``."""
+    parts = [p for p in path.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def cpuid_only_supported(host: Host) -> list[str]:
