@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import boot, check, guests
+from benchmarks import boot, check, guests, scenario_scale
 
 
 def main() -> None:
@@ -12,6 +12,8 @@ def main() -> None:
     guests.main()
     print("\n== checker ==")
     check.main()
+    print("\n== scenario runs: time against live VMs ==")
+    scenario_scale.main()
 
 
 if __name__ == "__main__":
