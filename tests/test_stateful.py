@@ -12,6 +12,7 @@ from kvmsev.check.actions import Bounds, apply, enumerate_actions
 from kvmsev.check.explore import boot
 from kvmsev.check.invariants import violations
 from kvmsev.host.config import HostConfig
+from tests.test_invariants import assert_sev_index_agrees
 
 CONFIG = HostConfig(
     profile="lab",
@@ -45,6 +46,7 @@ class SevHost(RuleBasedStateMachine):
         broken = violations(self.host)
         broken.pop("teardown_clean", None)  # an offline CPU makes the unload flush fail (a host hazard)
         assert broken == {}
+        assert_sev_index_agrees(self.host)
 
 
 SevHost.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)

@@ -3,6 +3,11 @@
 Each predicate returns the list of ways the property is broken right now (empty: it holds).
 Scenario runs check all of them after every step; the unit tests and the explorer use the
 same functions. Each has a one-line statement and the source the property comes from.
+
+The predicates that look at VMs walk only those with SEV state (``KvmAmd.sev_guests``): a VM
+without an ASID, a firmware handle, a misc charge or a mirror owner has nothing any of them
+checks. A check then costs the host's SEV VMs, which ASIDs bound, however many plain VMs a
+scenario creates.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ class Invariant:
     statement: str
     source: str
     check: Callable[[Host], list[str]]
+    #: for an invariant whose details are a history (one per event that broke it, kept for
+    #: good): how many events there are so far, and the details of those from a given index on
+    history: tuple[Callable[[Host], int], Callable[[Host, int], list[str]]] | None = None
 
 
 def _live_asids(host: Host, mirrors: bool = True) -> dict[int, list[str]]:
     """Active VMs by ASID (with or without the mirrors that share an owner's ASID)."""
     owners: dict[int, list[str]] = {}
     if host.kvm is not None:
-        for vm in host.kvm.vms.values():
+        for vm in host.kvm.sev_guests():
             if vm.active and (mirrors or vm.enc_context_owner is None):
                 owners.setdefault(vm.asid, []).append(vm.name)
     return owners
@@ -70,7 +78,7 @@ def asid_ranges(host: Host) -> list[str]:
         return []
     out = []
     split = host.env.behaviour.split_es_snp_ranges
-    for vm in kvm.vms.values():
+    for vm in kvm.sev_guests():
         if not vm.active:
             continue
         if vm.asid == 0:
@@ -121,7 +129,7 @@ def mirror_shares_owner(host: Host) -> list[str]:
     if host.kvm is None:
         return []
     out = []
-    for vm in host.kvm.vms.values():
+    for vm in host.kvm.sev_guests():
         if vm.enc_context_owner is None:
             continue
         owner = host.kvm.vms.get(vm.enc_context_owner)
@@ -132,12 +140,17 @@ def mirror_shares_owner(host: Host) -> list[str]:
     return out
 
 
-def tlb_isolation(host: Host) -> list[str]:
-    """No VMRUN kept TLB entries another vCPU (or guest) made under the same ASID."""
+def tlb_isolation(host: Host, start: int = 0) -> list[str]:
+    """No VMRUN kept TLB entries another vCPU (or guest) made under the same ASID (the breaches
+    from the ``start``-th on)."""
     return [
         f"CPU {cpu} entered ASID {asid} for vCPU #{new} without a flush over entries of vCPU #{old}"
-        for cpu, asid, old, new in host.env.breaches
+        for cpu, asid, old, new in host.env.breaches[start:]
     ]
+
+
+def _breaches(host: Host) -> int:
+    return len(host.env.breaches)
 
 
 def guest_kind(host: Host) -> list[str]:
@@ -147,7 +160,7 @@ def guest_kind(host: Host) -> list[str]:
     return [
         f"VM {vm.name} was initialised with {'KVM_SEV_ES_INIT' if vm.initialised_as_es else 'KVM_SEV_INIT'} "
         f"but KVM has es_active={int(vm.es_active)}"
-        for vm in host.kvm.vms.values()
+        for vm in host.kvm.sev_guests()
         if vm.active and vm.initialised_as_es is not None and vm.es_active != vm.initialised_as_es
     ]
 
@@ -157,7 +170,7 @@ def es_vcpus_have_vmsa(host: Host) -> list[str]:
         return []
     return [
         f"vCPU {vcpu.index} of SEV-ES VM {vm.name} has no VMSA page"
-        for vm in host.kvm.vms.values()
+        for vm in host.kvm.sev_guests()
         if vm.active and vm.es_active
         for vcpu in vm.vcpus
         if vcpu.vmsa_pfn is None
@@ -165,7 +178,7 @@ def es_vcpus_have_vmsa(host: Host) -> list[str]:
 
 
 def no_leaked_context(host: Host) -> list[str]:
-    held = {vm.handle for vm in host.kvm.vms.values()} if host.kvm is not None else set()
+    held = {vm.handle for vm in host.kvm.sev_guests()} if host.kvm is not None else set()
     return [
         f"firmware guest context {handle} belongs to no VM"
         for handle in host.env.psp.guests
@@ -178,16 +191,18 @@ def misc_usage(host: Host) -> list[str]:
     if not misc.enabled or host.kvm is None or not host.env.behaviour.misc_cgroup:
         return []
     # a charge counts in its cgroup and every ancestor: one walk up from each charged VM, so the
-    # check costs VMs plus cgroups, not their product
+    # check costs the charged VMs' depth plus the cgroups in use, not every cgroup times every VM
     charged: dict[tuple[str, str], int] = {}
-    for vm in host.kvm.vms.values():
+    for vm in host.kvm.sev_guests():
         if vm.misc_cg is None:
             continue
         resource = "sev_es" if vm.es_active else "sev"
         for path in _ancestry(vm.misc_cg.path):
             charged[path, resource] = charged.get((path, resource), 0) + 1
+    # a cgroup with no usage and no charged VM agrees: only those with either can disagree
     out = []
-    for path, group in sorted(misc.groups.items()):
+    for path in sorted(misc.in_use | {path for path, _ in charged}):
+        group = misc.groups[path]
         for resource in ("sev", "sev_es"):
             count = charged.get((path, resource), 0)
             if group.usage[resource] != count:
@@ -236,9 +251,14 @@ def sev_preconditions(host: Host) -> list[str]:
     return out
 
 
-def teardown_clean(host: Host) -> list[str]:
-    """Unloading kvm_amd freed everything it allocated and issued no failing firmware command."""
-    return list(host.env.unclean_teardowns)
+def teardown_clean(host: Host, start: int = 0) -> list[str]:
+    """Unloading kvm_amd freed everything it allocated and issued no failing firmware command
+    (the unloads from the ``start``-th unclean one on)."""
+    return host.env.unclean_teardowns[start:]
+
+
+def _unclean_teardowns(host: Host) -> int:
+    return len(host.env.unclean_teardowns)
 
 
 def no_oops(host: Host) -> list[str]:
@@ -282,6 +302,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
         "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48",
         tlb_isolation,
+        (_breaches, tlb_isolation),
     ),
     Invariant(
         "guest_kind",
@@ -324,6 +345,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Unloading kvm_amd leaves no allocation behind and issues no firmware command that fails.",
         "f31b88b35f90, 469bb32b68d5; sev_hardware_teardown",
         teardown_clean,
+        (_unclean_teardowns, teardown_clean),
     ),
     Invariant(
         "no_oops",
@@ -358,6 +380,24 @@ def violations(host: Host, names: Sequence[str] = ALL) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in names:
         details = BY_NAME[name].check(host)
+        if details:
+            out[name] = details
+    return out
+
+
+def new_violations(host: Host, names: Sequence[str], marks: dict[str, int]) -> dict[str, list[str]]:
+    """:func:`violations` for a run that checks after every step: a history invariant describes
+    only the events after ``marks[name]`` (those before were described already), and ``marks``
+    moves past them. A long run then pays for each event once, not once per later step."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        invariant = BY_NAME[name]
+        if invariant.history is None:
+            details = invariant.check(host)
+        else:
+            count, since = invariant.history
+            details = since(host, marks.get(name, 0))
+            marks[name] = count(host)
         if details:
             out[name] = details
     return out

@@ -80,6 +80,7 @@ def clone(host: Host) -> Host:
     misc = env.misc = _shallow(env.misc)
     misc.fingerprint_cache = None
     misc.capacity = dict(misc.capacity)
+    misc.in_use = set(misc.in_use)
     groups: dict[str, MiscCg] = {}
     for path, group in sorted(misc.groups.items(), key=lambda item: item[0].count("/") + (item[0] != "/")):
         g = _shallow(group)
@@ -124,6 +125,7 @@ def clone(host: Host) -> Host:
             v.gmem_prepared = set(vm.gmem_prepared)
             vms[name] = v
         kvm.vms = vms
+        kvm.sev_vms = dict(kvm.sev_vms)
     return new
 
 

@@ -47,6 +47,10 @@ class MiscCgroup:
     groups: dict[str, MiscCg] = field(default_factory=dict)
     #: the WARN_ONCE for a negative usage has fired
     warned_negative: bool = False
+    #: the model's own index, not a kernel structure: the paths of the cgroups with a usage that
+    #: is not zero, kept by :meth:`adjust` (every change of a usage goes through it), so that the
+    #: ``misc_usage`` invariant looks at those and at the charged VMs' cgroups, not at every cgroup
+    in_use: set[str] = field(default_factory=set, compare=False, repr=False)
     #: the checker's number for this object's share of a state fingerprint (never compared)
     fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
 
@@ -75,7 +79,7 @@ class MiscCgroup:
         charged: list[MiscCg] = []
         node: MiscCg | None = group
         while node is not None:
-            node.usage[resource] += amount
+            self.adjust(node, resource, amount)
             charged.append(node)
             if node.usage[resource] > node.max[resource] or node.usage[resource] > self.capacity[resource]:
                 lines: list[str] = []
@@ -86,7 +90,7 @@ class MiscCgroup:
                         f"{resource} resource in {node.path}"
                     )
                 for c in charged:
-                    c.usage[resource] -= amount
+                    self.adjust(c, resource, -amount)
                 return -int(Errno.EBUSY), lines
             node = node.parent
         return 0, []
@@ -100,12 +104,20 @@ class MiscCgroup:
         lines: list[str] = []
         node: MiscCg | None = group
         while node is not None:
-            node.usage[resource] -= amount
+            self.adjust(node, resource, -amount)
             if node.usage[resource] < 0 and not self.warned_negative:
                 self.warned_negative = True
                 lines.append(f"misc cgroup resource {resource} became less than 0")
             node = node.parent
         return lines
+
+    def adjust(self, group: MiscCg, resource: str, amount: int) -> None:
+        """Change one usage by ``amount``, keeping :attr:`in_use` true for ``group``."""
+        group.usage[resource] += amount
+        if any(group.usage.values()):
+            self.in_use.add(group.path)
+        else:
+            self.in_use.discard(group.path)
 
     def capacity_file(self) -> str | None:
         """Text of /sys/fs/cgroup/misc.capacity, or None when the controller does not exist."""

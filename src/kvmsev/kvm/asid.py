@@ -136,6 +136,7 @@ def sev_asid_new(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> int:
         if ret:
             return ret
         vm.misc_cg = vm.cgroup
+        kvm.track(vm)
     asid = _search(env, kvm, low, high)
     if asid is None:
         env.exhausted += 1
@@ -147,6 +148,7 @@ def sev_asid_new(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> int:
                 for line in env.misc.uncharge(resource, vm.misc_cg):
                     env.trace.dmesg(line)
                 vm.misc_cg = None
+                kvm.track(vm)
             return _EBUSY
     kvm.sev_asid_bitmap = (kvm.sev_asid_bitmap or 0) | (1 << asid)
     return asid
@@ -162,3 +164,4 @@ def sev_asid_free(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
         for line in env.misc.uncharge("sev_es" if vm.es_active else "sev", vm.misc_cg):
             env.trace.dmesg(line)
         vm.misc_cg = None
+        kvm.track(vm)

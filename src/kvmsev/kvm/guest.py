@@ -129,3 +129,6 @@ class Vm:
     #: the guest owner's side, not the kernel's: the TEK and TIK of the launch session (zero
     #: without one), which its LAUNCH_SECRET packets use
     owner_keys: tuple[bytes, bytes] = (bytes(16), bytes(16))
+    #: the model's label, not the kernel's: this VM's place in creation order (1 for the first
+    #: VM of a module load), which keeps :attr:`KvmAmd.sev_vms` in the order of ``vms``
+    serial: int = 0

@@ -80,6 +80,7 @@ def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
             vm.es_active = False
         return ret
     vm.active = True
+    kvm.track(vm)
     vm.regions = []
     return 0
 
@@ -131,6 +132,7 @@ def _sev_guest_init_typed(
         vm.es_active = False
         return ret
     vm.active = True
+    kvm.track(vm)
     # an SNP guest's VMSAs also carry SNP_ACTIVE (bit 0; 1dfe571c12cf)
     vm.vmsa_features = vmsa_features | (SEV_FEAT_SNP_ACTIVE if vm_type == SNP_VM else 0)
     vm.regions = []

@@ -65,6 +65,7 @@ def svm_vm_copy_asid_from(
     target.enc_context_owner = source.name
     target.asid = source.asid
     target.active = True
+    kvm.track(target)
     if behaviour.mirror_copies_es_handle_fd:
         target.es_active, target.handle, target.fd = source.es_active, source.handle, source.fd
     return 0

@@ -88,6 +88,8 @@ def sev_vm_move_enc_context_from(env: KernelEnv, kvm: KvmAmd, dst: Vm, src: Vm |
     if charged and src_cg is not None:
         _uncharge(env, src, src_cg)
     src.misc_cg = None
+    kvm.track(dst)
+    kvm.track(src)
     src.dead = True
     return 0
 

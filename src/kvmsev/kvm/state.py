@@ -33,6 +33,14 @@ class KvmAmd:
     sev_vmcbs: SevVmcbs | None = None
     sev_vmcbs_cpus: int = 0
     vms: dict[str, Vm] = field(default_factory=dict)
+    #: the model's own index, not a kernel structure: the VMs of :attr:`vms` that have SEV state
+    #: (:func:`has_sev_state`), by name, each with its :attr:`Vm.serial`, in creation order. The
+    #: invariants walk it instead of every VM, so checking a host after a step costs its SEV VMs
+    #: (bounded by ASIDs) rather than every VM ever created. :meth:`track` keeps it; the tests
+    #: hold it to a walk of every VM in every state they reach.
+    sev_vms: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: VMs created so far: the next :attr:`Vm.serial`
+    vms_created: int = 0
     #: the checker's number for this object's share of a state fingerprint (never compared)
     fingerprint_cache: int | None = field(default=None, compare=False, repr=False)
     #: ``kvm_cpu_caps[CPUID_8000_001F_EAX]`` where the behaviour has that word (None before it).
@@ -53,6 +61,30 @@ class KvmAmd:
     def sev_es_enabled(self) -> bool:
         return bool(self.params.get("sev_es", False))
 
+    def track(self, vm: Vm) -> None:
+        """Keep :attr:`sev_vms` true for ``vm`` after a change to its SEV state: listed exactly
+        while it is one of :attr:`vms` and has SEV state, and in creation order."""
+        if self.vms.get(vm.name) is not vm or not has_sev_state(vm):
+            self.sev_vms.pop(vm.name, None)
+            return
+        if vm.name in self.sev_vms:
+            return
+        last = next(reversed(self.sev_vms.values()), 0)
+        self.sev_vms[vm.name] = vm.serial
+        if vm.serial < last:  # an older VM became SEV after a newer one: restore creation order
+            self.sev_vms = dict(sorted(self.sev_vms.items(), key=lambda item: item[1]))
+
+    def sev_guests(self) -> list[Vm]:
+        """The VMs with SEV state, in creation order (the order of :attr:`vms`)."""
+        return [self.vms[name] for name in self.sev_vms]
+
     def sysfs(self) -> dict[str, str]:
         """``/sys/module/kvm_amd/parameters/*`` texts (without trailing newline)."""
         return {d.name: d.render(self.params[d.name]) for d in self.decls}
+
+
+def has_sev_state(vm: Vm) -> bool:
+    """Whether ``vm`` has anything an SEV invariant looks at: an ASID (``sev->active``), a
+    firmware handle, a misc cgroup charge or a mirror's owner. A VM without any of these is a
+    plain VM to every invariant."""
+    return vm.active or vm.handle != 0 or vm.misc_cg is not None or vm.enc_context_owner is not None

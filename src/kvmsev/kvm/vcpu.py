@@ -97,7 +97,15 @@ def vm_create(
         return None
     if not kvm.vms:
         hardware_enable_all(env, kvm)
-    vm = Vm(name, memory, cgroup, vm_type=vm_type, need_init=vm_type not in (DEFAULT_VM, SW_PROTECTED_VM))
+    kvm.vms_created += 1
+    vm = Vm(
+        name,
+        memory,
+        cgroup,
+        vm_type=vm_type,
+        need_init=vm_type not in (DEFAULT_VM, SW_PROTECTED_VM),
+        serial=kvm.vms_created,
+    )
     kvm.vms[name] = vm
     return vm
 
@@ -211,6 +219,7 @@ def kvm_destroy_vm(env: KernelEnv, kvm: KvmAmd, vm: Vm) -> None:
     """The last user is gone (``kvm_destroy_vm``): SEV teardown (``kvm_arch_destroy_vm`` ->
     ``svm_vm_destroy``), then every vCPU's pages; the last VM turns virtualization off."""
     del kvm.vms[vm.name]
+    kvm.track(vm)
     sev_vm_destroy(env, kvm, vm)
     for vcpu in vm.vcpus:
         if vcpu.vmsa_pfn is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kvmsev.check.invariants import ALL, violations
+from kvmsev.check.invariants import ALL, new_violations
 from kvmsev.errors import Errno, InputError
 from kvmsev.firmware.status import Command, Status
 from kvmsev.host import launch_ops, migration_ops, ops
@@ -408,6 +408,7 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
     hosts: dict[str, Host] = {}
     boots: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[str, str], set[str]] = {}
+    marks: dict[str, dict[str, int]] = {}
     reported: list[dict[str, Any]] = []
     budget = WriteBudget(WRITE_BUDGET)
     for name, config in scenario.hosts.items():
@@ -416,7 +417,7 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
         load = host.load_kvm_amd()
         boot = boot_dict(host, load, None, kvm_view(host))
         boots[name] = {k: boot[k] for k in BOOT_FIELDS}
-        for inv, details in violations(host, invariants).items():
+        for inv, details in new_violations(host, invariants, marks.setdefault(name, {})).items():
             for detail in details:
                 seen.setdefault((name, inv), set()).add(detail)
                 reported.append({"invariant": inv, "step": None, "detail": detail, "host": name})
@@ -446,7 +447,7 @@ def run(scenario: Scenario, invariants: Sequence[str] = ALL) -> dict[str, Any]:
         if several:
             entry["host"] = step.host
         new: list[dict[str, Any]] = []
-        for inv, details in violations(host, invariants).items():
+        for inv, details in new_violations(host, invariants, marks[step.host]).items():
             for detail in details:
                 known = seen.setdefault((step.host, inv), set())
                 if detail not in known:
