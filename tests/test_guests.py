@@ -420,3 +420,15 @@ def test_init_is_retried_on_secure_data_invalid_only_at_probe() -> None:
     log: list[object] = []
     ret, error = ccp.sev_platform_init(late, ccp.SevDriver(dev_sev=True), lambda: None, log.append)
     assert (ret, error) == (-5, 0x18) and len(log) == 1, "KVM_SEV_INIT's path does not retry"
+
+
+@pytest.mark.parametrize(("kernel", "limit"), [("v5.13", 288), ("v5.15", 1024), ("v6.12", 1024)])
+def test_a_vm_creates_at_most_kvm_max_vcpus_and_the_next_is_einval(kernel: str, limit: int) -> None:
+    """``kvm_vm_ioctl_create_vcpu``: -EINVAL once ``created_vcpus`` reaches KVM_MAX_VCPUS (288,
+    1024 from 074c82c8f7cf in 5.15); the refused call allocates nothing."""
+    creates = [{"op": "vcpu_create", "vm": "g"}] * (limit + 2)
+    steps = run([{"op": "vm_create", "vm": "g"}, {"op": "sev_es_init", "vm": "g"}, *creates], kernel=kernel)
+    vcpus = steps[2:]
+    assert [s["ret"] for s in vcpus[:limit]] == [0] * limit
+    assert vcpus[limit - 1]["result"]["vcpu"] == limit - 1
+    assert [(s["ret"], s["errno"], s["result"]) for s in vcpus[limit:]] == [(-22, "EINVAL", None)] * 2

@@ -145,6 +145,8 @@ def vcpu_create(host: Host, vm_name: str, vmsa: bytes | None = None) -> Outcome:
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     vcpu = vcpu_mod.vcpu_create(host.env, vm)
+    if vcpu is None:
+        return Outcome(-int(Errno.EINVAL))
     if vcpu.vmsa_pfn is not None and vmsa is not None:
         host.env.psp.memory.write(vcpu.vmsa_pfn << 12, vmsa[:4096].ljust(4096, b"\0"))
     return Outcome(0, 0, {"vcpu": vcpu.index, "vmcb": f"{vcpu.vmcb:#x}"})

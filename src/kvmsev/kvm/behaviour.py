@@ -139,6 +139,11 @@ class Behaviour:
     #: "KVM: x86: Alert userspace that KVM_SET_CPUID{,2} after KVM_RUN is broken" (5.14): a new
     #: vCPU's ``last_vmentry_cpu`` starts at -1 instead of 0, so its first entry always flushes.
     last_vmentry_cpu_starts_minus_one: bool = False
+    #: ``KVM_MAX_VCPUS`` (arch/x86/include/asm/kvm_host.h): KVM_CREATE_VCPU fails -EINVAL once a
+    #: VM has created this many (``kvm_vm_ioctl_create_vcpu``). 288 up to 5.14; 1024 from
+    #: 074c82c8f7cf "kvm: x86: Increase MAX_VCPUS to 1024" (5.15). From f10a570b093e (6.7) it is
+    #: CONFIG_KVM_MAX_NR_VCPUS, whose default stays 1024 (4096 only with CONFIG_MAXSMP).
+    max_vcpus: int = 288
     #: 934002cd660b "KVM: SVM: Call SEV Guest Decommission if ASID binding fails" (5.13-rc,
     #: backported to 5.12.y): a firmware context whose ACTIVATE failed is DECOMMISSIONed instead
     #: of leaked.

@@ -124,6 +124,16 @@ _ENTRIES: tuple[Patch, ...] = (
         CpuidEbx.RAW,
     ),
     _change(
+        "max-vcpus-1024",
+        "5.15",
+        "074c82c8f7cf",
+        "kvm: x86: Increase MAX_VCPUS to 1024",
+        "max_vcpus",
+        "a VM can create 1024 vCPUs (KVM_MAX_VCPUS; the 289th KVM_CREATE_VCPU no longer fails -EINVAL)",
+        1024,
+        288,
+    ),
+    _change(
         "move-enc-context",
         "5.16",
         "b56639318bb2",

@@ -110,8 +110,12 @@ def vm_create(
     return vm
 
 
-def vcpu_create(env: KernelEnv, vm: Vm) -> Vcpu:
-    """KVM_CREATE_VCPU (``svm_create_vcpu``): VMCB page, then a VMSA page for SEV-ES guests."""
+def vcpu_create(env: KernelEnv, vm: Vm) -> Vcpu | None:
+    """KVM_CREATE_VCPU: None (-EINVAL) once the VM has created ``KVM_MAX_VCPUS``
+    (``kvm_vm_ioctl_create_vcpu``: the vCPU ids the model hands out, 0, 1, 2, ..., stay below
+    ``KVM_MAX_VCPU_ID``); then ``svm_create_vcpu``: VMCB page, and a VMSA page for SEV-ES guests."""
+    if vm.created_vcpus >= env.behaviour.max_vcpus:
+        return None
     vm.created_vcpus += 1
     vmcb_pfn = env.pages.alloc()
     vmsa_pfn = env.pages.alloc() if vm.active and vm.es_active else None
