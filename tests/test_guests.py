@@ -432,3 +432,107 @@ def test_a_vm_creates_at_most_kvm_max_vcpus_and_the_next_is_einval(kernel: str, 
     assert [s["ret"] for s in vcpus[:limit]] == [0] * limit
     assert vcpus[limit - 1]["result"]["vcpu"] == limit - 1
     assert [(s["ret"], s["errno"], s["result"]) for s in vcpus[limit:]] == [(-22, "EINVAL", None)] * 2
+
+
+def _launched_pattern() -> list[dict[str, Any]]:
+    """A guest whose two pages at 0x7f0000200000 hold 00 01 .. 0f repeated, launched (policy 0
+    allows debugging)."""
+    base = 0x7F0000200000
+    return [
+        {"op": "vm_create", "vm": "g"},
+        {"op": "sev_init", "vm": "g"},
+        {"op": "launch_start", "vm": "g", "policy": 0},
+        {
+            "op": "mem_write",
+            "vm": "g",
+            "uaddr": base,
+            "data": {"pattern": bytes(range(16)).hex(), "len": 8192},
+        },
+        {"op": "launch_update_data", "vm": "g", "uaddr": base, "len": 8192},
+        {"op": "launch_measure", "vm": "g"},
+        {"op": "launch_finish", "vm": "g"},
+    ]
+
+
+def _report(steps: list[dict[str, Any]], **host: Any) -> dict[str, Any]:
+    host.setdefault("profile", "lab")
+    report: dict[str, Any] = runner.run(schema.parse({"host": host, "steps": steps}))
+    return report
+
+
+@pytest.mark.parametrize("kernel", ["v5.13", "v6.12", "v7.1"])
+def test_an_unaligned_dbg_encrypt_writes_round_up_len_from_the_aligned_start_and_drops_the_tail(
+    kernel: str,
+) -> None:
+    """``__sev_dbg_encrypt_user`` decrypts the 32 bytes around 16 bytes at offset 8, copies the
+    data in at 8, and encrypts back ``round_up(16, 16)`` = 16 bytes from offset 0: the data's
+    last 8 bytes never reach the guest (5.12 to 7.1 alike)."""
+    data = bytes(range(0xA0, 0xB0))
+    r = _report(
+        [
+            *_launched_pattern(),
+            {"op": "dbg_encrypt", "vm": "g", "data": data.hex(), "dst_uaddr": 0x7F0000200008},
+            {"op": "dbg_decrypt", "vm": "g", "src_uaddr": 0x7F0000200000, "len": 32},
+        ],
+        kernel=kernel,
+    )
+    pattern = bytes(range(16)) * 2
+    encrypt, decrypt = r["steps"][7], r["steps"][8]
+    assert [e["cmd"] for e in encrypt["events"] if e["kind"] == "fw"] == ["DBG_DECRYPT", "DBG_ENCRYPT"]
+    assert bytes.fromhex(decrypt["result"]["data"]) == pattern[:8] + data[:8] + pattern[16:]
+    assert r["invariants"]["violations"] == []
+
+
+@pytest.mark.parametrize(
+    ("kernel", "apply"), [("v6.12", ()), ("v6.12", ("dbg-piece-within-dst-page",)), ("v7.1", ())]
+)
+def test_a_dbg_piece_past_the_destination_page_end_is_an_out_of_bounds_write_until_78ee2d50185a(
+    kernel: str, apply: tuple[str, ...]
+) -> None:
+    """A source page starting a piece that the destination page cannot hold: before
+    78ee2d50185a the firmware writes past the pinned destination page (DBG_DECRYPT, aligned:
+    straight into it) and an unaligned DBG_ENCRYPT decrypts past its intermediate page; after,
+    the piece stops at the destination page's end and the rest follows in another piece."""
+    fixed = kernel == "v7.1" or bool(apply)
+    r = _report(
+        [
+            *_launched_pattern(),
+            {"op": "mem_write", "vm": "g", "uaddr": 0x7F0000400000, "data": {"zero": 8192}},
+            {
+                "op": "dbg_decrypt",
+                "vm": "g",
+                "src_uaddr": 0x7F0000200000,
+                "dst_uaddr": 0x7F0000400FF0,
+                "len": 32,
+            },
+            {
+                "op": "dbg_encrypt",
+                "vm": "g",
+                "data": {"pattern": "ee", "len": 4096},
+                "dst_uaddr": 0x7F0000200001,
+            },
+            {"op": "dbg_decrypt", "vm": "g", "src_uaddr": 0x7F0000200000, "len": 4112},
+        ],
+        kernel=kernel,
+        apply=list(apply),
+    )
+    decrypt, encrypt, check = r["steps"][8], r["steps"][9], r["steps"][10]
+    assert (decrypt["ret"], encrypt["ret"]) == (0, 0)
+    found = [v["detail"] for v in r["invariants"]["violations"] if v["invariant"] == "writes_in_bounds"]
+    if fixed:
+        assert found == []
+        assert [e["cmd"] for e in decrypt["events"] if e["kind"] == "fw"] == ["DBG_DECRYPT"] * 2
+    else:
+        assert [v["step"] for v in r["invariants"]["violations"]] == [8, 9]
+        assert found[0].startswith("DBG_DECRYPT wrote 16 bytes past the pinned destination page")
+        assert found[1] == (
+            "DBG_ENCRYPT decrypted 4112 bytes into its one-page intermediate buffer (16 past its end)"
+        )
+    pattern = bytes(range(16)) * 512
+    written = bytes.fromhex(check["result"]["data"])
+    assert written[:1] == pattern[:1]
+    # before the fix the one piece at offset 1 is encrypted back as round_up(4096, 16) = 4096
+    # bytes from offset 0, so its last byte (at 0x1000) is lost; after it, two pieces lose nothing
+    lost = 0 if fixed else 1
+    assert written[1 : 4097 - lost] == b"\xee" * (4096 - lost)
+    assert written[4097 - lost :] == pattern[4097 - lost : 4112]

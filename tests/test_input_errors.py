@@ -275,13 +275,13 @@ def test_a_run_that_would_write_past_the_model_s_budget_stops_with_the_step_name
 def test_the_write_budget_is_one_for_all_the_hosts_of_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """384 KiB decrypted in place on each of two hosts, which the model writes twice (the
-    firmware's output goes through a bounce page, then to the destination): either host alone is
-    within a 1 MiB budget, the second one's takes the run over it."""
+    """640 KiB decrypted in place on each of two hosts (aligned, so the firmware writes the
+    destination directly, once): either host alone is within a 1 MiB budget, the second one's
+    takes the run over it."""
     from kvmsev.scenario import runner
 
     monkeypatch.setattr(runner, "WRITE_BUDGET", 1 << 20)
-    buffer, size = "0x7f0000000000", "0x60000"
+    buffer, size = "0x7f0000000000", "0xa0000"
     flow = [
         *(f"{{op: {op}, vm: x, host: HOST}}" for op in ("vm_create", "sev_init", "launch_start")),
         f"{{op: launch_measure, vm: x, len: {size}, host: HOST}}",

@@ -217,7 +217,7 @@ def test_a_run_describes_each_breach_once_and_in_order() -> None:
     host.env.breaches += [(0, 3, 1, 2), (1, 4, 3, 5)]
     marks: dict[str, int] = {}
     assert invariants.new_violations(host, invariants.ALL, marks) == invariants.violations(host)
-    assert marks == {"tlb_isolation": 2, "teardown_clean": 0}
+    assert marks == {"tlb_isolation": 2, "teardown_clean": 0, "writes_in_bounds": 0}
     host.env.breaches.append((0, 3, 2, 7))
     assert invariants.new_violations(host, invariants.ALL, marks) == {
         "tlb_isolation": ["CPU 0 entered ASID 3 for vCPU #7 without a flush over entries of vCPU #2"]

@@ -261,6 +261,16 @@ def _unclean_teardowns(host: Host) -> int:
     return len(host.env.unclean_teardowns)
 
 
+def writes_in_bounds(host: Host, start: int = 0) -> list[str]:
+    """The kernel, and the firmware on its behalf, write only inside the pages and buffers they
+    were given (the writes past them from the ``start``-th on)."""
+    return host.env.out_of_bounds[start:]
+
+
+def _out_of_bounds(host: Host) -> int:
+    return len(host.env.out_of_bounds)
+
+
 def no_oops(host: Host) -> list[str]:
     return [] if host.crashed is None else [host.crashed]
 
@@ -346,6 +356,13 @@ INVARIANTS: tuple[Invariant, ...] = (
         "f31b88b35f90, 469bb32b68d5; sev_hardware_teardown",
         teardown_clean,
         (_unclean_teardowns, teardown_clean),
+    ),
+    Invariant(
+        "writes_in_bounds",
+        "The kernel and the firmware on its behalf write only inside the pages and buffers meant for it.",
+        "78ee2d50185a; sev.c sev_dbg_crypt, __sev_dbg_encrypt_user",
+        writes_in_bounds,
+        (_out_of_bounds, writes_in_bounds),
     ),
     Invariant(
         "no_oops",

@@ -101,6 +101,7 @@ def clone(host: Host) -> Host:
     pages.live = set(pages.live)
     env.breaches = list(env.breaches)
     env.unclean_teardowns = list(env.unclean_teardowns)
+    env.out_of_bounds = list(env.out_of_bounds)
     if env.trace.on:  # a trace that is off is never appended to: shared
         env.trace = _shallow(env.trace)
         env.trace.events = list(env.trace.events)
@@ -304,6 +305,7 @@ def fingerprint(host: Host, intern: Interner | None = None) -> tuple[Any, ...]:
         env.pages.next_pfn,
         bool(env.breaches),
         bool(env.unclean_teardowns),
+        bool(env.out_of_bounds),
         host.crashed is not None,
         tuple(sorted((name, bool(stream.session), stream.policy) for name, stream in host.streams.items())),
     )

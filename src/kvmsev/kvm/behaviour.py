@@ -216,6 +216,10 @@ class Behaviour:
     #: needs the host's memory size: not modeled. Which commit of the series changed the message is
     #: not pinned; 6d71f9349d9b introduced the ``total_npages`` it prints
     pin_total_pages_message: bool = False
+    #: 78ee2d50185a "KVM: SVM: Fix page overflow in sev_dbg_crypt() for ENCRYPT path" (7.1, in
+    #: stable): each DBG_DECRYPT / DBG_ENCRYPT piece also ends at the destination page's end, so the
+    #: firmware no longer writes past the pinned page or the intermediate buffer
+    dbg_piece_within_dst_page: bool = False
     #: e973dfe92994 "cgroup/misc: Expose misc.current on cgroup v2 root" (6.5): the root cgroup has
     #: ``misc.current`` too (its cftype loses CFTYPE_NOT_ON_ROOT), with the same lines as any other
     #: cgroup: every resource with a capacity or a usage, the usage being everything charged below

@@ -137,6 +137,9 @@ class KernelEnv:
     df_flush_failures: int = 0
     #: kvm_amd unloads whose teardown left allocations behind or issued a failing firmware command
     unclean_teardowns: list[str] = field(default_factory=list)
+    #: writes of the kernel, or of the firmware on its behalf, past the page or buffer they were
+    #: meant for (memory corruption; a KASAN kernel reports each one, any other is silent)
+    out_of_bounds: list[str] = field(default_factory=list)
 
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]

@@ -533,6 +533,16 @@ _ENTRIES: tuple[Patch, ...] = (
         "a WARNING (also in stable 5.10, 5.15, 6.1, 6.12, 6.18.24 and 6.19: apply it to model those)",
     ),
     _change(
+        "dbg-piece-within-dst-page",
+        "7.1",
+        "78ee2d50185a",
+        "KVM: SVM: Fix page overflow in sev_dbg_crypt() for ENCRYPT path",
+        "dbg_piece_within_dst_page",
+        "DBG_DECRYPT / DBG_ENCRYPT split at the destination's page ends too: no firmware write past "
+        "the pinned destination page, no decrypt past the intermediate page of an unaligned "
+        "DBG_ENCRYPT (also in stable, 6.18.y review of 2026-07-02: apply it to model those)",
+    ),
+    _change(
         "pin-total-pages-message",
         "7.1",
         "6d71f9349d9b",
