@@ -540,7 +540,7 @@ _ENTRIES: tuple[Patch, ...] = (
         "dbg_piece_within_dst_page",
         "DBG_DECRYPT / DBG_ENCRYPT split at the destination's page ends too: no firmware write past "
         "the pinned destination page, no decrypt past the intermediate page of an unaligned "
-        "DBG_ENCRYPT (also in stable, 6.18.y review of 2026-07-02: apply it to model those)",
+        "DBG_ENCRYPT (Cc stable: in the stable series from July 2026; apply it to model those)",
     ),
     _change(
         "pin-total-pages-message",
