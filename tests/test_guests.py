@@ -536,3 +536,24 @@ def test_a_dbg_piece_past_the_destination_page_end_is_an_out_of_bounds_write_unt
     lost = 0 if fixed else 1
     assert written[1 : 4097 - lost] == b"\xee" * (4096 - lost)
     assert written[4097 - lost :] == pattern[4097 - lost : 4112]
+
+
+@pytest.mark.parametrize("kernel", ["v5.13", "v7.1"])
+def test_a_short_launch_measure_buffer_keeps_its_len_and_only_a_query_learns_48(kernel: str) -> None:
+    """sev_launch_measure writes ``len`` back on the query path and after success, not after a
+    firmware error: INVALID_LEN for a 32-byte buffer leaves 32."""
+    steps = run(
+        [
+            {"op": "vm_create", "vm": "g"},
+            {"op": "sev_init", "vm": "g"},
+            {"op": "launch_start", "vm": "g"},
+            {"op": "launch_measure", "vm": "g", "len": 32},
+            {"op": "launch_measure", "vm": "g", "len": 0},
+            {"op": "launch_measure", "vm": "g", "len": 4096},
+        ],
+        kernel=kernel,
+    )
+    short, query, full = steps[3:]
+    assert (short["errno"], short["fw_error"]["name"], short["result"]) == ("EIO", "INVALID_LEN", {"len": 32})
+    assert (query["errno"], query["fw_error"]["name"], query["result"]) == ("EIO", "INVALID_LEN", {"len": 48})
+    assert full["errno"] is None and full["result"]["len"] == 48 and len(full["result"]["measurement"]) == 96

@@ -133,9 +133,33 @@ def test_a_length_that_wraps_past_the_page_check_is_einval_only_from_6_3() -> No
             }
         )
         last = r["steps"][-1]
-        answers[kernel] = (last["errno"], [e["cmd"] for e in last["events"] if e["kind"] == "fw"])
-    assert answers["v6.3"] == ("EINVAL", [])
-    assert answers["v6.2"] == ("ENOMEM", [])
+        answers[kernel] = (
+            last["errno"],
+            [e["cmd"] for e in last["events"] if e["kind"] == "fw"],
+            [e["text"] for e in last["events"] if e["kind"] == "dmesg"],
+        )
+    assert answers["v6.3"] == ("EINVAL", [], [])
+    # kzalloc of 4 GiB: an order past the page allocator's largest, which warns once
+    assert answers["v6.2"] == ("ENOMEM", [], ["WARNING: at mm/page_alloc.c __alloc_pages"])
+
+
+def test_send_start_refused_by_the_fd_still_writes_back_policy_0_and_the_session_len_passed() -> None:
+    """A moved context leaves the destination without /dev/sev's fd (-EBADF from
+    sev_issue_cmd); sev_send_start writes back data.policy (zeroed) and data.session_len (the
+    caller's) all the same."""
+    r = run(
+        {
+            "host": {"profile": "lab", "kernel": "v6.12"},
+            "steps": [
+                *on_one_host(launched()),
+                {"op": "vm_create", "vm": "b"},
+                {"op": "move_enc_context_from", "vm": "b", "source": "a"},
+                {"op": "send_start", "vm": "b", "session_len": 200},
+            ],
+        }
+    )
+    last = r["steps"][-1]
+    assert (last["errno"], last["result"]) == ("EBADF", {"session_len": 200, "policy": 0})
 
 
 def test_an_unpinnable_guest_page_oopses_send_update_data_in_5_13() -> None:

@@ -280,9 +280,20 @@ def sev_launch_update_vmsa(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int
 
 
 def sev_launch_measure(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
-    """LAUNCH_MEASURE: ``len`` 0 queries the size (the firmware answers INVALID_LEN, so the
-    ioctl returns -EIO with ``len`` = 48 written back); over 16 KiB -> -EINVAL; an unmapped
-    buffer -> -EFAULT after the firmware call."""
+    """LAUNCH_MEASURE (``sev_launch_measure``). ``len`` 0 queries the size: the firmware answers
+    INVALID_LEN, the ioctl returns -EIO, and ``len`` = 48 is written back. Any other ``len`` is
+    written back only when the firmware succeeds; after a failure it stays what the caller passed.
+    This includes a ``len`` with no ``uaddr``, which the firmware sees as 0.
+
+    A ``len`` over 16 KiB with a buffer is -EINVAL. On success the kernel copies all ``len``
+    bytes of its blob to ``uaddr``: the 48-byte measurement, then the rest of the blob. If the
+    buffer is not mapped the ioctl is -EFAULT, after the firmware call and after ``len`` is
+    written back.
+
+    The rest of the blob is zeros from d22d2474e3953 "KVM: SVM: Use kzalloc for sev ioctl
+    interfaces to prevent kernel data leak" (5.19, in stable), which made it a ``kzalloc``. Before
+    that it was a ``kmalloc`` and the bytes were stale kernel heap; the model writes zeros there
+    too, since it cannot know what the heap held."""
     if not vm.active:
         return ENOTTY
     if cmd.data_fault:
@@ -297,15 +308,18 @@ def sev_launch_measure(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if not issue_ok(env, vm):
         return EBADF
     result = fw(env, cmd, env.psp.launch_measure(vm.handle, fw_len))
-    ret = result.ret
-    if isinstance(result.out, bytes):
-        cmd.params["len"] = len(result.out)
-        if uaddr and length and not copy_to_user(vm, uaddr, result.out):
-            return EFAULT
-        cmd.params["measurement"] = result.out.hex()
-    elif isinstance(result.out, int):
-        cmd.params["len"] = result.out
-    return ret
+    if not length:  # the query: params.len = data.len, as the firmware left it
+        cmd.params["len"] = result.out if isinstance(result.out, int) else 0
+        return result.ret
+    if result.ret:  # e_free_blob: nothing is written back
+        return result.ret
+    measurement = result.out
+    assert isinstance(measurement, bytes)
+    cmd.params["len"] = len(measurement)
+    if uaddr and not copy_to_user(vm, uaddr, measurement.ljust(length, b"\0")):
+        return EFAULT
+    cmd.params["measurement"] = measurement.hex()
+    return 0
 
 
 def sev_launch_secret(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:

@@ -20,7 +20,6 @@ Guest addresses passed to the firmware carry the C-bit (``sev_me_mask``).
 from __future__ import annotations
 
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE
-from kvmsev.kernel.alloc import KMALLOC_MAX_SIZE
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.launch import bind_new_context
@@ -75,7 +74,9 @@ def sev_send_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     firmware says); else the PDH certificate, the session buffer and a session length of at most
     16 KiB are required (-EINVAL), and the PDH, platform and AMD certificates are copied as blobs.
     On success the session goes to the caller's buffer (-EFAULT, params not written back); the
-    policy and session length are written back in any case."""
+    policy and session length are written back in any case: after a firmware error (or -EBADF)
+    the policy as 0 and the session length as the caller passed it, unless the firmware wrote
+    one."""
     if not vm.active:
         return ENOTTY
     if cmd.data_fault:
@@ -109,6 +110,9 @@ def sev_send_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     pdh, plat, amd = blobs
     assert pdh is not None and plat is not None and amd is not None
     if not issue_ok(env, vm):
+        # sev_issue_cmd refuses the fd, and the write-back still runs: data.policy as zeroed,
+        # data.session_len as KVM filled it in from the caller's
+        cmd.params["policy"] = 0
         return EBADF
     result = fw(env, cmd, env.psp.send_start(vm.handle, pdh, plat, cmd.int("session_len")))
     out = result.out if isinstance(result.out, dict) else {}
@@ -120,22 +124,32 @@ def sev_send_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
             return EFAULT
         cmd.params["session"] = session.hex()
     cmd.params["policy"] = out.get("policy", 0)
-    cmd.params["session_len"] = out.get("session_len", len(out.get("session", b"")))
+    # data.session_len: what the firmware wrote (the needed length, or on success the session's),
+    # else the caller's own, which KVM put there
+    session = out.get("session")
+    written = len(session) if isinstance(session, bytes) else cmd.int("session_len")
+    cmd.params["session_len"] = out.get("session_len", written)
     return result.ret
 
 
+#: SEND_UPDATE_DATA's header and transport buffers (allocated and freed within the call)
+_SEND_HDR, _SEND_TRANS = "sev_send_update_data:hdr", "sev_send_update_data:trans"
+
+
 def sev_send_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
-    """SEND_UPDATE_DATA: a zero ``hdr_len`` or ``trans_len`` queries both lengths; else all four
-    addresses and the guest length are required (-EINVAL), the guest data must not cross a page
-    (-EINVAL), the guest page is pinned, header and transport buffers allocated (-ENOMEM past
-    KMALLOC_MAX_SIZE), and the packet copied out: transport (-EFAULT), then header (5.13 returns
-    the count of bytes not copied)."""
+    """SEND_UPDATE_DATA: a zero ``hdr_len`` or ``trans_len`` queries both lengths (written back
+    even when the fd is refused); else all four addresses and the guest length are required
+    (-EINVAL), the guest data must not cross a page (-EINVAL), the guest page is pinned, header
+    and transport buffers allocated (-ENOMEM past KMALLOC_MAX_SIZE, with the page allocator's
+    one warning), and the packet copied out: transport (-EFAULT), then header (5.13 returns the
+    count of bytes not copied)."""
     if not vm.active:
         return ENOTTY
     if cmd.data_fault:
         return EFAULT
     if not cmd.int("trans_len") or not cmd.int("hdr_len"):
-        if not issue_ok(env, vm):
+        if not issue_ok(env, vm):  # the write-back still runs, with the zeroed lengths
+            cmd.params["hdr_len"] = cmd.params["trans_len"] = 0
             return EBADF
         result = fw(env, cmd, env.psp.send_update_data(vm.handle, 0, 0, 0, 0))
         out = result.out if isinstance(result.out, dict) else {}
@@ -155,7 +169,10 @@ def sev_send_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if isinstance(frames, int):
         return frames
     try:
-        if cmd.int("hdr_len") > KMALLOC_MAX_SIZE or cmd.int("trans_len") > KMALLOC_MAX_SIZE:
+        # kzalloc of each buffer: over KMALLOC_MAX_SIZE the page allocator warns once and fails
+        if not env.kmalloc(_SEND_HDR, cmd.int("hdr_len")):
+            return ENOMEM
+        if not env.kmalloc(_SEND_TRANS, cmd.int("trans_len")):
             return ENOMEM
         paddr = (frames[0] << PAGE_SHIFT) + (cmd.int("guest_uaddr") & (PAGE_SIZE - 1))
         if not issue_ok(env, vm):
@@ -185,6 +202,8 @@ def sev_send_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         cmd.params["trans"] = trans.hex()
         return 0
     finally:
+        env.alloc.free(_SEND_TRANS)
+        env.alloc.free(_SEND_HDR)
         sev_unpin_memory(vm, 1)
 
 
