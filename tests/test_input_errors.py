@@ -272,6 +272,33 @@ def test_a_run_that_would_write_past_the_model_s_budget_stops_with_the_step_name
     )
 
 
+def test_snp_guest_pages_count_against_the_budget_so_a_2_40_byte_launch_update_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNP_LAUNCH_UPDATE encrypts each page in place; the model holds none of their bytes, but
+    counts them, so ZERO pages over 2**40 bytes (2**28 firmware commands: the kernel's memslot
+    would end it, which the model has not got) stop at the budget, here set to
+    1 MiB; half a MiB of them is a launch like any other."""
+    from kvmsev.scenario import runner
+
+    monkeypatch.setattr(runner, "WRITE_BUDGET", 1 << 20)
+    path = tmp_path / "snp.yaml"
+    path.write_text(
+        "host: {profile: epyc-9124, kernel: v6.12, cpus: 2, bios: [sev_es_asid_space_limit=100, snp=on]}\n"
+        "steps:\n"
+        "  - {op: vm_create, vm: a, type: 4}\n"
+        "  - {op: sev_init2, vm: a}\n"
+        "  - {op: snp_launch_start, vm: a}\n"
+        "  - {op: snp_launch_update, vm: a, type: 3, len: 0x10000000000}\n"
+    )
+    line = refused(capsys, "run", str(path))
+    assert line.startswith(
+        "kvmsev: error: snp.yaml: steps[3]: snp_launch_update: the run writes more than 1 MiB of guest memory"
+    )
+    path.write_text(path.read_text().replace("len: 0x10000000000", "len: 0x80000"))
+    assert run(capsys, "run", str(path))[0] == 0
+
+
 def test_the_write_budget_is_one_for_all_the_hosts_of_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,11 @@ a budget only where one is set."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmsev.hw.memory import PAGE_SIZE, PhysicalMemory, WriteBudget, WriteBudgetExceeded
+from kvmsev.kernel.usermem import USER_BASE, AddressSpace
 
 
 def test_reading_memory_never_written_gives_zeros_and_makes_no_frames() -> None:
@@ -36,3 +39,51 @@ def test_memories_sharing_a_budget_count_against_it_together() -> None:
         second.write(0, bytes(2 * PAGE_SIZE))
     second.write(0, bytes(PAGE_SIZE))
     assert budget.used == 3 * PAGE_SIZE
+
+
+def test_a_read_the_budget_could_not_write_back_is_refused_before_its_bytes_are_gathered() -> None:
+    memory = PhysicalMemory(budget=WriteBudget(2 * PAGE_SIZE))
+    memory.write(0, bytes(PAGE_SIZE))
+    assert memory.read(0, PAGE_SIZE) == bytes(PAGE_SIZE)
+    with pytest.raises(WriteBudgetExceeded):
+        memory.read(0, 1 << 40)
+    with pytest.raises(WriteBudgetExceeded):
+        AddressSpace(memory).read(USER_BASE, PAGE_SIZE + 1)
+    assert memory.budget is not None and memory.budget.used == PAGE_SIZE
+
+
+pages = st.integers(min_value=0, max_value=24)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    layout=st.lists(st.tuples(pages, st.integers(min_value=1, max_value=6), st.booleans()), max_size=6),
+    start=pages,
+    offset=st.integers(min_value=0, max_value=PAGE_SIZE - 1),
+    npages=st.integers(min_value=0, max_value=30),
+)
+def test_pinning_and_mapped_checks_walk_mappings_as_a_page_by_page_walk_would(
+    layout: list[tuple[int, int, bool]], start: int, offset: int, npages: int
+) -> None:
+    """Mappings made with ``map`` (a gap frame after each) and ``ensure`` (abutting what is
+    there): pinning and the mapped check go a mapping at a time, and must agree with asking
+    every page."""
+    space = AddressSpace(PhysicalMemory())
+    for page, count, fill in layout:
+        at = USER_BASE + page * PAGE_SIZE
+        if fill:
+            space.ensure(at, count * PAGE_SIZE)
+        elif all(space.translate(at + i * PAGE_SIZE) is None for i in range(count)):
+            space.map(count * PAGE_SIZE, at=at)
+    uaddr = USER_BASE + start * PAGE_SIZE + offset
+    base = uaddr & ~(PAGE_SIZE - 1)
+    walked: list[int] = []
+    for i in range(npages):
+        pfn = space.translate(base + i * PAGE_SIZE)
+        if pfn is None:
+            break
+        walked.append(pfn)
+    assert space.pin(uaddr, npages) == walked
+    length = npages * PAGE_SIZE - offset
+    every = all(space.translate(p) is not None for p in range(base, uaddr + max(length, 0), PAGE_SIZE))
+    assert space.mapped(uaddr, max(length, 0)) == every

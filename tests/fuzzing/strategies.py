@@ -436,7 +436,7 @@ NAME_ODD = st.sampled_from(
 )
 ADDRESSES = _ints(0x7F0000000000, 0x7F0000100000, 0x7F0000200000, 0x7F0000001000, 0x7F0000000010)
 ADDRESS_ODD = _ints(0, 1, 0xFFF, 0x1000, 2**47 - 4096, 2**47, 2**63, 2**64 - 4096, 2**64 - 1, 2**64, -1)
-LENGTHS = _ints(0, 1, 15, 16, 32, 48, 0xD0, 4096, 8192)
+LENGTHS = _ints(0, 1, 15, 16, 32, 48, 0xD0, 4096, 8192, 0xFFFFF000)
 LENGTH_ODD = _ints(4097, 2**31, 2**32 - 1, 2**32, 2**40, MAX_DATA, MAX_DATA + 1, -1)
 U32 = _ints(0, 1, 2, 3, 5, 7, 0xFF, 0xFFFFFFFF)
 HEX = st.binary(max_size=48).map(bytes.hex)
@@ -715,6 +715,47 @@ PRELUDES: tuple[tuple[dict[str, Any], ...], ...] = (
         {"op": "copy_enc_context_from", "vm": "b", "source": "a"},
     ),
 )
+#: hosts that some ops need, with the steps that get them going: an SNP guest in its launch,
+#: and a VMM that may pin without limit with a 4 GiB buffer mapped at 0x7F0000000000 (the
+#: first buffer a VM's process maps), for lengths that only a real host could hold
+HOSTED_PRELUDES: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...]], ...] = (
+    (
+        {
+            "profile": "epyc-9124",
+            "kernel": "v6.12",
+            "cpus": 2,
+            "bios": ["sev_es_asid_space_limit=100", "snp=on"],
+        },
+        (
+            {"op": "vm_create", "vm": "a", "type": 4},
+            {"op": "sev_init2", "vm": "a"},
+            {"op": "snp_launch_start", "vm": "a"},
+        ),
+    ),
+    (
+        {"profile": "lab", "cap_ipc_lock": True},
+        (
+            {"op": "vm_create", "vm": "a"},
+            {"op": "sev_init", "vm": "a"},
+            {"op": "launch_start", "vm": "a", "policy": 0},
+            {"op": "launch_measure", "vm": "a", "len": 0xFFFFF000},
+        ),
+    ),
+)
+#: steps over the whole of what those hosts allow: 4 GiB from the mapped buffer, 2**40 bytes of
+#: SNP guest pages, debug pieces that run past a page
+_BIG = 0xFFFFF000
+BIG_STEPS: tuple[dict[str, Any], ...] = (
+    {"op": "launch_update_data", "vm": "a", "uaddr": 0x7F0000000000, "len": _BIG},
+    {"op": "reg_region", "vm": "a", "uaddr": 0x7F0000000000, "size": _BIG},
+    {"op": "reg_region", "vm": "a", "uaddr": 0x7F0000000000, "size": 2**40},
+    {"op": "dbg_decrypt", "vm": "a", "src_uaddr": 0x7F0000000000, "dst_uaddr": 0x7F0000000FF0, "len": _BIG},
+    {"op": "dbg_encrypt", "vm": "a", "data": {"zero": 4096}, "dst_uaddr": 0x7F0000000001},
+    {"op": "launch_secret", "vm": "a", "secret": "00" * 16, "guest_uaddr": 0x7F0000000000},
+    {"op": "snp_launch_update", "vm": "a", "type": 3, "len": 2**40},
+    {"op": "snp_launch_update", "vm": "a", "type": 1, "uaddr": 0x7F0000000000, "len": 2**40},
+    {"op": "snp_launch_update", "vm": "a", "type": 3, "gfn_start": 2**63, "len": 2**20},
+)
 MIGRATION_PRELUDE: tuple[dict[str, Any], ...] = (
     {"host": "src", "op": "vm_create", "vm": "a"},
     {"host": "src", "op": "sev_init", "vm": "a"},
@@ -829,6 +870,10 @@ def scenario_documents(draw: st.DrawFn) -> Any:
         if pick.odd():
             doc["host"] = _host(pick)
         prelude = MIGRATION_PRELUDE if draw(st.booleans()) and {"src", "dst"} <= set(hosts) else ()
+    elif draw(st.integers(0, 5)) == 0:
+        host, prelude = draw(st.sampled_from(HOSTED_PRELUDES))
+        doc["host"] = _host(pick) if pick.odd() else dict(host)
+        prelude = (*prelude, *draw(st.lists(st.sampled_from(BIG_STEPS), max_size=2)))
     else:
         if draw(st.integers(0, 5)) > 0:
             doc["host"] = _host(pick)

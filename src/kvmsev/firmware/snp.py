@@ -21,6 +21,7 @@ from kvmsev.firmware.platform import PspCore
 from kvmsev.firmware.result import CommandResult
 from kvmsev.firmware.result import result as _r
 from kvmsev.firmware.status import Command, Status
+from kvmsev.hw.memory import PAGE_SIZE
 
 #: firmware versions with SNP_INIT_EX (56860 8.2: from ABI 1.52)
 SNP_INIT_EX_API = (1, 52)
@@ -120,6 +121,10 @@ class SnpCommands(PspCore):
             return _r(cmd, Status.INVALID_GUEST_STATE)
         if gfn in guest.pages:
             return _r(cmd, Status.INVALID_PARAM)
+        if self.memory.budget is not None:
+            # the page is encrypted in place: the model does not hold its contents, but counts it
+            # as a page written, so a run's launch stays within what the model bounds
+            self.memory.budget.spend(PAGE_SIZE)
         guest.pages.add(gfn)
         return _r(cmd, Status.SUCCESS)
 

@@ -7,7 +7,8 @@ controller's encryption is applied by whoever writes through a guest key (the fi
 The model holds guest memory in Python objects, so the scenario runner bounds what a run may
 write (:data:`WRITE_BUDGET`): a real host pins and encrypts gigabytes for one ioctl, the model
 would spend minutes and gigabytes of its own memory on a line of scenario. Going over the budget
-raises :class:`WriteBudgetExceeded`, which the runner reports as an input error. Without a budget
+raises :class:`WriteBudgetExceeded`, which the runner reports as an input error; a read the
+budget could not write back is refused the same way, before its bytes are gathered. Without a budget
 (the default; the checker's moves write a few pages each) writes are not counted.
 """
 
@@ -46,9 +47,13 @@ class WriteBudget:
     used: int = 0
 
     def spend(self, size: int) -> None:
+        self.check(size)
+        self.used += size
+
+    def check(self, size: int) -> None:
+        """Refuse, before any work, ``size`` bytes the run could not write any more."""
         if self.used + size > self.limit:
             raise WriteBudgetExceeded(self.limit)
-        self.used += size
 
 
 @dataclass(slots=True)
@@ -64,6 +69,12 @@ class PhysicalMemory:
         return page
 
     def read(self, paddr: int, length: int) -> bytes:
+        """``length`` bytes from ``paddr``. Every read of guest memory in the model is copied or
+        transformed and then written, so one that the budget could not write back is refused
+        before its bytes are gathered (a 4 GiB LAUNCH_UPDATE_DATA would otherwise hold 4 GiB of
+        plaintext before its first write is counted)."""
+        if self.budget is not None:
+            self.budget.check(length)
         out = bytearray()
         while length > 0:
             pfn, offset = divmod(paddr, PAGE_SIZE)

@@ -98,6 +98,10 @@ class AddressSpace:
             pos += take
 
     def read(self, uaddr: int, length: int) -> bytes:
+        """``length`` bytes of the process's memory (zeros where unmapped), held to the write
+        budget as a whole, as :meth:`PhysicalMemory.read` is."""
+        if self.memory.budget is not None:
+            self.memory.budget.check(length)
         out = bytearray()
         pos = 0
         while pos < length:
@@ -112,12 +116,17 @@ class AddressSpace:
 
     def mapped(self, uaddr: int, length: int) -> bool:
         """Every byte of ``[uaddr, uaddr + length)`` is mapped (a user copy would not fault)."""
-        page = uaddr & ~(PAGE_SIZE - 1)
-        while page < uaddr + length:
-            if self.translate(page) is None:
-                return False
-            page += PAGE_SIZE
-        return True
+        return self._mapped_end(uaddr & ~(PAGE_SIZE - 1), uaddr + length) >= uaddr + length
+
+    def _mapped_end(self, page: int, end: int) -> int:
+        """Where the mapped run from page-aligned ``page`` stops, looking no further than
+        ``end``: one step per mapping, not per page."""
+        while page < end:
+            where = bisect.bisect_right(self.starts, page)
+            if not where or page >= self.mappings[where - 1].end:
+                return page
+            page = self.mappings[where - 1].end
+        return page
 
     def copy_from_user(self, uaddr: int, length: int) -> bytes | None:
         """The kernel's ``copy_from_user``: None when the range is not mapped (-EFAULT)."""
@@ -131,14 +140,20 @@ class AddressSpace:
         return True
 
     def pin(self, uaddr: int, npages: int) -> list[int]:
-        """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped)."""
+        """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped),
+        taken a mapping at a time."""
         frames: list[int] = []
         page = uaddr & ~(PAGE_SIZE - 1)
-        for i in range(npages):
-            pfn = self.translate(page + (i << PAGE_SHIFT))
-            if pfn is None:
+        end = page + (npages << PAGE_SHIFT)
+        while page < end:
+            where = bisect.bisect_right(self.starts, page)
+            if not where or page >= self.mappings[where - 1].end:
                 break
-            frames.append(pfn)
+            m = self.mappings[where - 1]
+            stop = min(end, m.end)
+            first = m.first_pfn + ((page - m.start) >> PAGE_SHIFT)
+            frames.extend(range(first, first + ((stop - page) >> PAGE_SHIFT)))
+            page = stop
         return frames
 
 
