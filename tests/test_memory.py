@@ -84,6 +84,7 @@ def test_pinning_and_mapped_checks_walk_mappings_as_a_page_by_page_walk_would(
             break
         walked.append(pfn)
     assert space.pin(uaddr, npages) == walked
+    assert space.pinnable(uaddr, npages) == len(walked)
     length = npages * PAGE_SIZE - offset
     every = all(space.translate(p) is not None for p in range(base, uaddr + max(length, 0), PAGE_SIZE))
     assert space.mapped(uaddr, max(length, 0)) == every

@@ -120,7 +120,8 @@ class AddressSpace:
 
     def _mapped_end(self, page: int, end: int) -> int:
         """Where the mapped run from page-aligned ``page`` stops, looking no further than
-        ``end``: one step per mapping, not per page."""
+        ``end`` (the result may pass ``end``, to the end of the mapping that covers it): one step
+        per mapping, not per page."""
         while page < end:
             where = bisect.bisect_right(self.starts, page)
             if not where or page >= self.mappings[where - 1].end:
@@ -138,6 +139,13 @@ class AddressSpace:
             return False
         self.write(uaddr, data)
         return True
+
+    def pinnable(self, uaddr: int, npages: int) -> int:
+        """How many of the ``npages`` pages from ``uaddr``'s page are mapped before the first
+        that is not (what :meth:`pin` would list, counted)."""
+        page = uaddr & ~(PAGE_SIZE - 1)
+        end = page + (npages << PAGE_SHIFT)
+        return (min(self._mapped_end(page, end), end) - page) >> PAGE_SHIFT
 
     def pin(self, uaddr: int, npages: int) -> list[int]:
         """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import EncRegion, Vm
 from kvmsev.kvm.mirror import is_mirroring_enc_context
-from kvmsev.kvm.sev_cmd import EINVAL, ENOTTY, ULONG_MAX, sev_pin_memory, sev_unpin_memory
+from kvmsev.kvm.sev_cmd import EINVAL, ENOTTY, ULONG_MAX, sev_pin_count, sev_unpin_memory
 
 
 def register_region(env: KernelEnv, vm: Vm, addr: int, size: int) -> int:
@@ -23,10 +23,10 @@ def register_region(env: KernelEnv, vm: Vm, addr: int, size: int) -> int:
         return EINVAL
     if addr > ULONG_MAX or size > ULONG_MAX:
         return EINVAL
-    frames = sev_pin_memory(env, vm, addr, size)
-    if isinstance(frames, int):
-        return frames
-    vm.regions.append(EncRegion(addr, size, len(frames)))
+    npages = sev_pin_count(env, vm, addr, size)
+    if npages < 0:
+        return npages
+    vm.regions.append(EncRegion(addr, size, npages))
     return 0
 
 

@@ -162,6 +162,26 @@ def sev_pin_memory(env: KernelEnv, vm: Vm, uaddr: int, ulen: int) -> list[int] |
     depends on the host's memory, which is not modeled (nor 7.1's check against
     ``totalram_pages()``): the model goes on to the pin, which fails on any page not mapped
     (-ENOMEM)."""
+    npages = _pin_checks(env, vm, uaddr, ulen)
+    if npages < 0:
+        return npages
+    frames = vm.memory.pin(uaddr, npages)
+    return _pinned(env, vm, npages, len(frames)) or frames
+
+
+def sev_pin_count(env: KernelEnv, vm: Vm, uaddr: int, ulen: int) -> int:
+    """:func:`sev_pin_memory` for a caller that keeps only how many pages it pinned
+    (KVM_MEMORY_ENCRYPT_REG_REGION): the same checks and messages, the pages or -errno, without
+    listing a frame per page (a 4 GiB region is a million of them)."""
+    npages = _pin_checks(env, vm, uaddr, ulen)
+    if npages < 0:
+        return npages
+    return _pinned(env, vm, npages, vm.memory.pinnable(uaddr, npages)) or npages
+
+
+def _pin_checks(env: KernelEnv, vm: Vm, uaddr: int, ulen: int) -> int:
+    """Everything ``sev_pin_memory`` checks before ``pin_user_pages_fast``: the pages to pin,
+    or -errno."""
     if ulen == 0 or uaddr + ulen > ULONG_MAX:
         return EINVAL
     first = uaddr >> PAGE_SHIFT
@@ -181,12 +201,17 @@ def sev_pin_memory(env: KernelEnv, vm: Vm, uaddr: int, ulen: int) -> list[int] |
     if npages > INT_MAX:
         env.warn_on_once("arch/x86/kvm/svm/sev.c", "sev_pin_memory")
         return EINVAL
-    frames = vm.memory.pin(uaddr, npages)
-    if len(frames) != npages:
+    return npages
+
+
+def _pinned(env: KernelEnv, vm: Vm, npages: int, got: int) -> int:
+    """After the pin: -ENOMEM with the kernel's message when a page was not mapped, else 0
+    with the pages counted as locked."""
+    if got != npages:
         env.trace.dmesg(f"SEV: Failure locking {npages} pages.")
         return ENOMEM
-    vm.pages_locked = locked
-    return frames
+    vm.pages_locked += npages
+    return 0
 
 
 def sev_unpin_memory(vm: Vm, npages: int) -> None:
