@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from kvmsev.errors import InputError
 from kvmsev.firmware.guest import Activation
@@ -24,6 +25,25 @@ from kvmsev.kvm.asid import asid_range
 from kvmsev.kvm.cpuid import supported_8000001f
 from kvmsev.kvm.vm_types import SNP_VM
 
+Event = TypeVar("Event")
+
+
+@dataclass(frozen=True, slots=True)
+class History(Generic[Event]):
+    """An invariant whose details are a history: the kernel environment logs each event that
+    breaks it, and the log is kept for good. A run that checks after every step asks only for
+    the events since its last check, so it describes each event once however long it runs."""
+
+    events: Callable[[Host], Sequence[Event]]
+    describe: Callable[[Event], str]
+
+    def count(self, host: Host) -> int:
+        return len(self.events(host))
+
+    def since(self, host: Host, start: int = 0) -> list[str]:
+        """The details of the events from the ``start``-th on (all of them by default)."""
+        return [self.describe(event) for event in self.events(host)[start:]]
+
 
 @dataclass(frozen=True, slots=True)
 class Invariant:
@@ -31,9 +51,8 @@ class Invariant:
     statement: str
     source: str
     check: Callable[[Host], list[str]]
-    #: for an invariant whose details are a history (one per event that broke it, kept for
-    #: good): how many events there are so far, and the details of those from a given index on
-    history: tuple[Callable[[Host], int], Callable[[Host, int], list[str]]] | None = None
+    #: where the events are logged, for an invariant whose details are a history
+    history: History[Any] | None = None
 
 
 def _live_asids(host: Host, mirrors: bool = True) -> dict[int, list[str]]:
@@ -140,17 +159,13 @@ def mirror_shares_owner(host: Host) -> list[str]:
     return out
 
 
-def tlb_isolation(host: Host, start: int = 0) -> list[str]:
-    """No VMRUN kept TLB entries another vCPU (or guest) made under the same ASID (the breaches
-    from the ``start``-th on)."""
-    return [
-        f"CPU {cpu} entered ASID {asid} for vCPU #{new} without a flush over entries of vCPU #{old}"
-        for cpu, asid, old, new in host.env.breaches[start:]
-    ]
+def _describe_breach(breach: tuple[int, int, int, int]) -> str:
+    cpu, asid, old, new = breach
+    return f"CPU {cpu} entered ASID {asid} for vCPU #{new} without a flush over entries of vCPU #{old}"
 
 
-def _breaches(host: Host) -> int:
-    return len(host.env.breaches)
+#: No VMRUN kept TLB entries another vCPU (or guest) made under the same ASID.
+TLB_BREACHES = History(lambda host: host.env.breaches, _describe_breach)
 
 
 def guest_kind(host: Host) -> list[str]:
@@ -251,24 +266,12 @@ def sev_preconditions(host: Host) -> list[str]:
     return out
 
 
-def teardown_clean(host: Host, start: int = 0) -> list[str]:
-    """Unloading kvm_amd freed everything it allocated and issued no failing firmware command
-    (the unloads from the ``start``-th unclean one on)."""
-    return host.env.unclean_teardowns[start:]
+#: Unloading kvm_amd freed everything it allocated and issued no failing firmware command.
+UNCLEAN_TEARDOWNS = History(lambda host: host.env.unclean_teardowns, str)
 
-
-def _unclean_teardowns(host: Host) -> int:
-    return len(host.env.unclean_teardowns)
-
-
-def writes_in_bounds(host: Host, start: int = 0) -> list[str]:
-    """The kernel, and the firmware on its behalf, write only inside the pages and buffers they
-    were given (the writes past them from the ``start``-th on)."""
-    return host.env.out_of_bounds[start:]
-
-
-def _out_of_bounds(host: Host) -> int:
-    return len(host.env.out_of_bounds)
+#: The kernel, and the firmware on its behalf, write only inside the pages and buffers they were
+#: given.
+OUT_OF_BOUNDS_WRITES = History(lambda host: host.env.out_of_bounds, str)
 
 
 def no_oops(host: Host) -> list[str]:
@@ -311,8 +314,8 @@ INVARIANTS: tuple[Invariant, ...] = (
         "tlb_isolation",
         "A vCPU never enters a guest over TLB entries another VMCB made under its ASID without a flush.",
         "sev.c pre_sev_run; 3b1902b87bf1, 179c6c27bf48",
-        tlb_isolation,
-        (_breaches, tlb_isolation),
+        TLB_BREACHES.since,
+        TLB_BREACHES,
     ),
     Invariant(
         "guest_kind",
@@ -354,15 +357,15 @@ INVARIANTS: tuple[Invariant, ...] = (
         "teardown_clean",
         "Unloading kvm_amd leaves no allocation behind and issues no firmware command that fails.",
         "f31b88b35f90, 469bb32b68d5; sev_hardware_teardown",
-        teardown_clean,
-        (_unclean_teardowns, teardown_clean),
+        UNCLEAN_TEARDOWNS.since,
+        UNCLEAN_TEARDOWNS,
     ),
     Invariant(
         "writes_in_bounds",
         "The kernel and the firmware on its behalf write only inside the pages and buffers meant for it.",
         "78ee2d50185a; sev.c sev_dbg_crypt, __sev_dbg_encrypt_user",
-        writes_in_bounds,
-        (_out_of_bounds, writes_in_bounds),
+        OUT_OF_BOUNDS_WRITES.since,
+        OUT_OF_BOUNDS_WRITES,
     ),
     Invariant(
         "no_oops",
@@ -412,9 +415,8 @@ def new_violations(host: Host, names: Sequence[str], marks: dict[str, int]) -> d
         if invariant.history is None:
             details = invariant.check(host)
         else:
-            count, since = invariant.history
-            details = since(host, marks.get(name, 0))
-            marks[name] = count(host)
+            details = invariant.history.since(host, marks.get(name, 0))
+            marks[name] = invariant.history.count(host)
         if details:
             out[name] = details
     return out

@@ -10,6 +10,7 @@ and whether LAUNCH_SECRET accepts it.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kvmsev.hw.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
@@ -118,15 +119,25 @@ class AddressSpace:
         """Every byte of ``[uaddr, uaddr + length)`` is mapped (a user copy would not fault)."""
         return self._mapped_end(uaddr & ~(PAGE_SIZE - 1), uaddr + length) >= uaddr + length
 
-    def _mapped_end(self, page: int, end: int) -> int:
-        """Where the mapped run from page-aligned ``page`` stops, looking no further than
-        ``end`` (the result may pass ``end``, to the end of the mapping that covers it): one step
-        per mapping, not per page."""
+    def _mapped_runs(self, page: int, end: int) -> Iterator[tuple[Mapping, int, int]]:
+        """The mapped pieces of ``[page, end)`` from page-aligned ``page``, as ``(mapping, start,
+        stop)``, one per mapping, ending at the first page that is not mapped. Pinning and the
+        fault checks all walk this way: one bisection per mapping, never one per page, so a
+        4 GiB buffer costs what a 4 KiB one does."""
         while page < end:
             where = bisect.bisect_right(self.starts, page)
             if not where or page >= self.mappings[where - 1].end:
-                return page
-            page = self.mappings[where - 1].end
+                return
+            m = self.mappings[where - 1]
+            stop = min(end, m.end)
+            yield m, page, stop
+            page = stop
+
+    def _mapped_end(self, page: int, end: int) -> int:
+        """Where the mapped run from page-aligned ``page`` stops, looking no further than
+        ``end``."""
+        for _, _, stop in self._mapped_runs(page, end):
+            page = stop
         return page
 
     def copy_from_user(self, uaddr: int, length: int) -> bytes | None:
@@ -145,23 +156,16 @@ class AddressSpace:
         that is not (what :meth:`pin` would list, counted)."""
         page = uaddr & ~(PAGE_SIZE - 1)
         end = page + (npages << PAGE_SHIFT)
-        return (min(self._mapped_end(page, end), end) - page) >> PAGE_SHIFT
+        return (self._mapped_end(page, end) - page) >> PAGE_SHIFT
 
     def pin(self, uaddr: int, npages: int) -> list[int]:
         """``pin_user_pages_fast``: frames of the mapped prefix (short when a page is unmapped),
         taken a mapping at a time."""
         frames: list[int] = []
         page = uaddr & ~(PAGE_SIZE - 1)
-        end = page + (npages << PAGE_SHIFT)
-        while page < end:
-            where = bisect.bisect_right(self.starts, page)
-            if not where or page >= self.mappings[where - 1].end:
-                break
-            m = self.mappings[where - 1]
-            stop = min(end, m.end)
-            first = m.first_pfn + ((page - m.start) >> PAGE_SHIFT)
-            frames.extend(range(first, first + ((stop - page) >> PAGE_SHIFT)))
-            page = stop
+        for m, start, stop in self._mapped_runs(page, page + (npages << PAGE_SHIFT)):
+            first = m.first_pfn + ((start - m.start) >> PAGE_SHIFT)
+            frames.extend(range(first, first + ((stop - start) >> PAGE_SHIFT)))
         return frames
 
 

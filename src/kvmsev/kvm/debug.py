@@ -38,6 +38,7 @@ from kvmsev.kvm.state import KvmAmd
 
 
 def _round_up(n: int) -> int:
+    """``round_up(n, 16)``: the firmware's DBG commands move 16-byte multiples."""
     return (n + 15) & ~15
 
 
