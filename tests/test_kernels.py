@@ -313,6 +313,92 @@ def test_an_snp_guest_launches_and_runs_only_after_finish() -> None:
     assert report["invariants"]["violations"] == []
 
 
+def _step_dmesg(step: dict[str, Any]) -> list[str]:
+    return [e["text"] for e in step["events"] if e["kind"] == "dmesg"]
+
+
+def _snp_started(*starts: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"op": "vm_create", "vm": "g", "type": 4},
+        {"op": "sev_init2", "vm": "g"},
+        *({"op": "snp_launch_start", "vm": "g", **start} for start in starts),
+    ]
+
+
+def test_a_refused_snp_launch_start_keeps_its_context_in_6_11_only() -> None:
+    """6.11 checks flags and policy after snp_context_create, and nothing frees the context, so a
+    good start after a bad one fails the one-context check; 6.12 checks them first."""
+    steps = _snp_started({"flags": 1}, {})
+    for kernel, second in (("v6.11", "EINVAL"), ("v6.12", None), ("v7.1", None)):
+        report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **SNP_HOST}, "steps": steps}))
+        first_fw = [e.get("cmd") for e in report["steps"][2]["events"] if e["kind"] == "fw"]
+        assert errnos(report)[2:] == ["EINVAL", second], kernel
+        assert first_fw == (["SNP_GCTX_CREATE"] if kernel == "v6.11" else []), kernel
+
+
+def test_a_refused_snp_start_context_is_decommissioned_with_the_vm_in_6_11() -> None:
+    steps = [*_snp_started({"policy": 0x10000}), {"op": "vm_destroy", "vm": "g"}]
+    report = runner.run(schema.parse({"host": {"kernel": "v6.11", "cpus": 4, **SNP_HOST}, "steps": steps}))
+    destroy = [e.get("cmd") for e in report["steps"][3]["events"] if e["kind"] == "fw"]
+    assert destroy == ["SNP_DECOMMISSION"]
+    assert report["invariants"]["violations"] == []
+
+
+def test_an_snp_launch_start_through_a_file_other_than_dev_sev_is_enotty_with_a_warning() -> None:
+    """__sev_issue_cmd's -EBADF reaches snp_context_create, which logs it and returns NULL."""
+    report = runner.run(
+        schema.parse(
+            {"host": {"kernel": "v6.12", "cpus": 4, **SNP_HOST}, "steps": _snp_started({"sev_fd": 7})}
+        )
+    )
+    assert errnos(report)[2] == "ENOTTY"
+    assert "kvm_amd: Failed to create SEV-SNP context, rc -9 fw_error 0" in _step_dmesg(report["steps"][2])
+
+
+def test_an_snp_launch_update_through_a_file_other_than_dev_sev_is_eio_with_no_firmware_error() -> None:
+    """sev_gmem_post_populate issues SNP_LAUNCH_UPDATE through the caller's fd: -EBADF on the
+    first page, so nothing is populated and kvm_gmem_populate's failure is -EIO, error 0."""
+    steps = [
+        *_snp_started({}),
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "len": 4096, "type": 3, "sev_fd": 7},
+        {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "len": 4096, "type": 3},
+    ]
+    report = runner.run(schema.parse({"host": {"kernel": "v6.12", "cpus": 4, **SNP_HOST}, "steps": steps}))
+    assert errnos(report)[3:] == ["EIO", None]
+    assert report["steps"][3]["fw_error"] is None
+    assert not [e for e in report["steps"][3]["events"] if e["kind"] == "fw"]
+
+
+def test_a_failed_snp_decommission_warns_once_and_leaks_the_asid() -> None:
+    steps = [
+        *_snp_started({}),
+        {"op": "fw_fault", "cmd": "SNP_DECOMMISSION"},
+        {"op": "vm_destroy", "vm": "g"},
+        *_snp_started({}),
+        {"op": "fw_fault", "cmd": "SNP_DECOMMISSION"},
+        {"op": "vm_destroy", "vm": "g"},
+    ]
+    report = runner.run(schema.parse({"host": {"kernel": "v6.12", "cpus": 4, **SNP_HOST}, "steps": steps}))
+    first, second = _step_dmesg(report["steps"][4]), _step_dmesg(report["steps"][9])
+    assert first[:2] == [
+        "Failed to release guest context, ret -5",
+        "WARNING: at arch/x86/kvm/svm/sev.c snp_decommission_context [kvm_amd]",
+    ]
+    assert not any("guest context" in line or "WARNING" in line for line in second)
+    assert report["steps"][6]["result"]["asid"] != report["steps"][1]["result"]["asid"]
+
+
+def test_an_snp_page_that_needs_a_source_and_has_none_warns_and_populates_nothing() -> None:
+    """snp_launch_update passes a NULL source for uaddr 0: sev_gmem_post_populate's
+    WARN_ON_ONCE and -EINVAL on the first page, so kvm_gmem_populate fails (-EIO, error 0)."""
+    steps = [*_snp_started({}), {"op": "snp_launch_update", "vm": "g", "gfn_start": 0x100, "len": 4096}]
+    report = runner.run(schema.parse({"host": {"kernel": "v6.12", "cpus": 4, **SNP_HOST}, "steps": steps}))
+    assert errnos(report)[3] == "EIO" and report["steps"][3]["fw_error"] is None
+    assert _step_dmesg(report["steps"][3]) == [
+        "WARNING: at arch/x86/kvm/svm/sev.c sev_gmem_post_populate [kvm_amd]"
+    ]
+
+
 # -- 6.16 and later ------------------------------------------------------------------------------
 
 

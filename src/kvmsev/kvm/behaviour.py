@@ -305,6 +305,11 @@ class Behaviour:
     #: KVM_SEV_SNP_LAUNCH_UPDATE with ``len`` 0 fails with -EINVAL; before, it populated nothing
     #: and succeeded
     snp_update_len_nonzero: bool = False
+    #: e3a7792d9676 "kvm: svm: Fix gctx page leak on invalid inputs" (6.12):
+    #: KVM_SEV_SNP_LAUNCH_START checks ``flags`` and the policy before it creates the firmware
+    #: context; in 6.11 a start refused for them kept the context, so every later start failed
+    #: with -EINVAL
+    snp_start_params_first: bool = False
     #: dcbcc2323c80 "KVM: SEV: Document/enforce page-alignment for KVM_SEV_SNP_LAUNCH_UPDATE"
     #: (7.0): a source address (``uaddr``, for every page type but ZERO) off a page boundary fails
     #: with -EINVAL

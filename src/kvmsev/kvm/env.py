@@ -144,14 +144,19 @@ class KernelEnv:
     def online_cpus(self) -> list[int]:
         return [c for c in range(self.nr_cpus) if self.online >> c & 1]
 
-    def warn_on_once(self, file: str, function: str, module: str | None = "kvm_amd") -> None:
+    def warn_on_once(
+        self, file: str, function: str, module: str | None = "kvm_amd", message: str | None = None
+    ) -> None:
         """A ``WARN_ON_ONCE()`` that fires: the first time per boot the kernel log gets the splat,
         here its first line without what the model cannot know (CPU, PID, line number, offsets):
-        ``WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]``."""
+        ``WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]``. A ``WARN_ONCE()`` prints
+        its ``message`` (without the module's ``pr_fmt`` prefix) just before that line."""
         site = f"{file} {function}"
         if site in self.warned_once:
             return
         self.warned_once = self.warned_once | {site}
+        if message is not None:
+            self.trace.dmesg(message)
         self.trace.dmesg(f"WARNING: at {site}" + (f" [{module}]" if module else ""))
 
     def kmalloc(self, site: str, size: int) -> bool:

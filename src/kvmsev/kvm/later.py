@@ -389,6 +389,16 @@ _ENTRIES: tuple[Patch, ...] = (
         "SNP_DF_FLUSH for recycling, SNP_DECOMMISSION at destroy",
     ),
     _change(
+        "snp-start-params-first",
+        "6.12",
+        "e3a7792d9676",
+        "kvm: svm: Fix gctx page leak on invalid inputs",
+        "snp_start_params_first",
+        "KVM_SEV_SNP_LAUNCH_START checks flags and policy before creating the firmware context; "
+        "before, a start refused for them kept the context and every later start failed with "
+        "-EINVAL",
+    ),
+    _change(
         "psp-init-at-kvm-load",
         "6.16",
         "6f1d5a3513c2",

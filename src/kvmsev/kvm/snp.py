@@ -7,10 +7,11 @@ commands work on it: the dispatcher answers -EPERM for any command id below 100.
 
 * KVM_SEV_SNP_LAUNCH_START (100): -ENOTTY unless an SNP guest; params copied (-EFAULT); a second
   context, non-zero ``flags``, policy bits outside the valid mask, the reserved-must-be-one bit
-  (17) or the SMT bit (16) clear, or SINGLE_SOCKET (20) set -> -EINVAL; SNP_GCTX_CREATE through the
-  caller's ``sev_fd`` (a failure logs "Failed to create SEV-SNP context, rc %d fw_error %d" and
-  gives -ENOTTY); SNP_LAUNCH_START, then SNP_ACTIVATE of the VM's ASID through ``sev->fd``; a
-  failure of either decommissions the context.
+  (17) or the SMT bit (16) clear, or SINGLE_SOCKET (20) set -> -EINVAL (6.11: only after the
+  context is created, which it then keeps); SNP_GCTX_CREATE through the caller's ``sev_fd`` (a
+  failure, a ``sev_fd`` that is not /dev/sev included, logs "Failed to create SEV-SNP context,
+  rc %d fw_error %d" and gives -ENOTTY); SNP_LAUNCH_START, then SNP_ACTIVATE of the VM's ASID
+  through ``sev->fd``; a failure of either decommissions the context.
 * KVM_SEV_SNP_LAUNCH_UPDATE (101): -EINVAL unless an SNP guest with a context; ``len`` not page
   aligned, non-zero ``flags`` or an unknown page type -> -EINVAL; then each page through
   ``kvm_gmem_populate``: SNP_LAUNCH_UPDATE, the page given to the guest. A page already given
@@ -54,25 +55,53 @@ def is_snp_guest(vm: Vm) -> bool:
     return vm.active and vm.vm_type == SNP_VM
 
 
+def _start_params_ok(cmd: Cmd) -> bool:
+    """SNP_LAUNCH_START's parameter checks: no ``flags``, no policy bit outside the valid mask,
+    the reserved-must-be-one and SMT bits set, SINGLE_SOCKET clear."""
+    policy = cmd.int("policy")
+    if cmd.int("flags") or policy & ~POLICY_VALID:
+        return False
+    return bool(policy & POLICY_RSVD_MBO and policy & POLICY_SMT and not policy & POLICY_SINGLE_SOCKET)
+
+
+def snp_context_create(env: KernelEnv, cmd: Cmd) -> int | None:
+    """``snp_context_create``: SNP_GCTX_CREATE through the caller's ``sev_fd``. Whatever fails,
+    a ``sev_fd`` that is not /dev/sev (-EBADF from ``__sev_issue_cmd``) included, logs "Failed to
+    create SEV-SNP context, rc %d fw_error %d" with ``error`` as it then stands (the firmware's
+    status; for -EBADF the value userspace passed in, which the model takes as 0) and gives
+    NULL, which the caller answers with -ENOTTY (6.11 to 7.1 alike)."""
+    if dev_sev(env, cmd.sev_fd):
+        created = fw(env, cmd, env.psp.snp_gctx_create())
+        if created.ok:
+            assert isinstance(created.out, int)
+            return created.out
+        rc = created.ret
+    else:
+        rc = EBADF
+    env.trace.dmesg(f"kvm_amd: Failed to create SEV-SNP context, rc {rc} fw_error {cmd.error}")
+    return None
+
+
 def snp_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_SNP_LAUNCH_START (``snp_launch_start``). In 6.11 the parameters are checked only
+    after the context is created, so a refused start keeps its context and every later start
+    fails the one-context check (-EINVAL) until the VM is destroyed; from 6.12 they are checked
+    first (``snp_start_params_first``)."""
     if not is_snp_guest(vm):
         return ENOTTY
     if cmd.data_fault:
         return EFAULT
-    policy = cmd.int("policy")
-    if vm.snp_context or cmd.int("flags") or policy & ~POLICY_VALID:
+    if vm.snp_context:
         return EINVAL
-    if not policy & POLICY_RSVD_MBO or not policy & POLICY_SMT or policy & POLICY_SINGLE_SOCKET:
+    if env.behaviour.snp_start_params_first and not _start_params_ok(cmd):
         return EINVAL
-    if not dev_sev(env, cmd.sev_fd):
-        return EBADF
-    created = fw(env, cmd, env.psp.snp_gctx_create())
-    if not created.ok:
-        env.trace.dmesg(f"kvm_amd: Failed to create SEV-SNP context, rc {created.ret} fw_error {cmd.error}")
+    context = snp_context_create(env, cmd)
+    if context is None:
         return ENOTTY
-    assert isinstance(created.out, int)
-    vm.snp_context = created.out
-    start = fw(env, cmd, env.psp.snp_launch_start(vm.snp_context, policy))
+    vm.snp_context = context
+    if not _start_params_ok(cmd):
+        return EINVAL
+    start = fw(env, cmd, env.psp.snp_launch_start(vm.snp_context, cmd.int("policy")))
     if not start.ok:
         snp_decommission_context(env, vm)
         return start.ret
@@ -89,7 +118,9 @@ def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     context, for a length off a page multiple [6.18, 5b66e335ead6: or zero], flags or an unknown
     page type [7.0, dcbcc2323c80: or a source off a page boundary]; then page by page through
     ``kvm_gmem_populate``, stopping at a page prepared before (-EEXIST), a source page not mapped
-    (-EFAULT) or a firmware error.
+    (-EFAULT), no source at all (``uaddr`` 0 for a type that needs one: a WARN_ON_ONCE and
+    -EINVAL), a ``sev_fd`` that is not /dev/sev (-EBADF from ``__sev_issue_cmd`` in
+    ``sev_gmem_post_populate``) or a firmware error.
     Nothing done is -EIO with the firmware status; otherwise the parameters are advanced past
     what was done and copied back."""
     if not is_snp_guest(vm) or not vm.snp_context:
@@ -110,8 +141,16 @@ def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         if gfn + i in vm.gmem_prepared:
             failure = EEXIST  # kvm_gmem_populate: the page was prepared already
             break
+        if page_type != PAGE_TYPE_ZERO and not uaddr:
+            # a NULL source for a page that needs one: sev_gmem_post_populate's WARN_ON_ONCE
+            env.warn_on_once("arch/x86/kvm/svm/sev.c", "sev_gmem_post_populate")
+            failure = EINVAL
+            break
         if page_type != PAGE_TYPE_ZERO and not vm.memory.mapped(uaddr + i * PAGE_SIZE, PAGE_SIZE):
             failure = EFAULT
+            break
+        if not dev_sev(env, cmd.sev_fd):  # sev_gmem_post_populate issues through the caller's fd
+            failure = EBADF
             break
         result = fw(env, None, env.psp.snp_launch_update(vm.snp_context, gfn + i))
         if not result.ok:
@@ -173,11 +212,17 @@ def snp_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
 
 
 def snp_decommission_context(env: KernelEnv, vm: Vm) -> bool:
-    """SNP_DECOMMISSION (through the driver, not ``sev->fd``); False when it failed."""
+    """SNP_DECOMMISSION (through the driver, not ``sev->fd``); False when it failed, which
+    ``WARN_ONCE``s "Failed to release guest context, ret %d" and keeps the context (6.11 to 7.1)."""
     if not vm.snp_context:
         return True
     result = fw(env, None, env.psp.snp_decommission(vm.snp_context))
     if not result.ok:
+        env.warn_on_once(
+            "arch/x86/kvm/svm/sev.c",
+            "snp_decommission_context",
+            message=f"Failed to release guest context, ret {result.ret}",
+        )
         return False
     vm.snp_context = 0
     return True

@@ -194,7 +194,7 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
             "type": a.get("type", 1),
             "flags": a.get("flags", 0),
         }
-        return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_UPDATE, params)
+        return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_UPDATE, params, a.get("sev_fd"))
     if op == "snp_launch_finish":
         return ops.sev_cmd(host, a["vm"], SevCmd.SNP_LAUNCH_FINISH, {"flags": a.get("flags", 0)})
     if op == "move_enc_context_from":

@@ -428,6 +428,8 @@ class SnpLaunchUpdate(_OnVm):
     len: U64 | None = None
     type: Annotated[int, BeforeValidator(_int), Field(ge=0, le=255), _int_schema(0, 255)] = 1
     flags: Annotated[int, BeforeValidator(_int), Field(ge=0, le=0xFFFF), _int_schema(0, 0xFFFF)] = 0
+    #: the file each page's SNP_LAUNCH_UPDATE goes through (default: /dev/sev)
+    sev_fd: U32 | None = None
 
 
 class SnpLaunchFinish(_OnVm):
