@@ -106,6 +106,24 @@ def test_a_region_of_more_than_int_max_pages_is_einval_with_one_warning() -> Non
     assert steps[-1]["events"] == []
 
 
+def test_a_reloaded_kvm_amd_warns_again_while_the_page_allocator_does_not() -> None:
+    """A WARN_ON_ONCE's flag lives in its module's data: a fresh kvm_amd warns again. The page
+    allocator is built in, so its warning (a 126 MB ASID bitmap here) stays once per boot."""
+    region = {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": HUGE}
+    reload = [{"op": "vm_destroy", "vm": "g"}, {"op": "module_unload"}, {"op": "module_load"}]
+    steps = run([*launch()[:3], region, *reload, *launch()[:3], region], cap_ipc_lock=True, kernel="v5.13")
+    pin_warning = "WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]"
+    assert [[e["text"] for e in s["events"] if e["kind"] == "dmesg"] for s in (steps[3], steps[-1])] == [
+        [pin_warning],
+        [pin_warning],
+    ]
+    huge_bitmap = {"kernel": "v5.13", "cpuid": "0x3:0x0:0x3c167f13:0x1076571", "cpus": 2}
+    report = runner.run(schema.parse({"host": huge_bitmap, "steps": [{"op": "module_unload"}, *reload[2:]]}))
+    allocator_warning = "WARNING: at mm/page_alloc.c __alloc_pages"
+    assert allocator_warning in report["boot"]["dmesg"]
+    assert [e for e in report["steps"][1]["events"] if e.get("text") == allocator_warning] == []
+
+
 def test_the_memlock_limit_is_checked_before_the_int_max_bound_up_to_6_17() -> None:
     region = {"op": "reg_region", "vm": "g", "uaddr": 0x7F0000000000, "size": HUGE}
     steps = run([*launch()[:3], region], kernel="v5.13")

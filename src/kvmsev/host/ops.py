@@ -18,7 +18,7 @@ from kvmsev.firmware.status import Command, Status
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MAX
 from kvmsev.kernel.usermem import AddressSpace
-from kvmsev.kvm import ioctl, regions
+from kvmsev.kvm import debugregs, ioctl, regions
 from kvmsev.kvm import vcpu as vcpu_mod
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.sev_cmd import DEV_SEV_FD, Cmd, SevCmd
@@ -169,6 +169,20 @@ def vcpu_run(host: Host, vm_name: str, index: int, cpu: int) -> Outcome:
     if run.stale_from is not None:
         result["stale_tlb_owner"] = run.stale_from
     return Outcome(0, 0, result)
+
+
+def vcpu_set_guest_debug(host: Host, vm_name: str, index: int, control: int, dr7: int) -> Outcome:
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    return Outcome(debugregs.set_guest_debug(vm.vcpus[index], control, dr7))
+
+
+def vcpu_set_debugregs(host: Host, vm_name: str, index: int, dr6: int, dr7: int, flags: int) -> Outcome:
+    vm = vm_of(host, vm_name)
+    if host.kvm is None or vm is None:
+        return Outcome(_ENOENT)
+    return Outcome(debugregs.set_debugregs(vm, vm.vcpus[index], dr6, dr7, flags))
 
 
 def vm_destroy(host: Host, vm_name: str) -> Outcome:

@@ -200,6 +200,10 @@ class Behaviour:
     #: destination and a mirror start with an empty mask) and UNREG_REGION's write-back reaches
     #: only those CPUs instead of every online one
     writeback_have_run_cpus: bool = False
+    #: 2837dd00f8fc "KVM: SEV-ES: explicitly disable debug" (6.6): LAUNCH_UPDATE_VMSA refuses a
+    #: vCPU with guest debugging on before syncing it, with "KVM_SET_GUEST_DEBUG for SEV-ES guest
+    #: is not supported" once per boot; before, ``sev_es_sync_vmsa`` refused it silently
+    vmsa_guest_debug_warning: bool = False
     #: 9b9f7962e3e8 "KVM: SEV: Reject attempts to sync VMSA of an already-launched/encrypted vCPU"
     #: (7.1; Cc stable, in 6.18.35): ``sev_es_sync_vmsa`` refuses a vCPU whose state is already
     #: protected (-EINVAL). Before it, LAUNCH_UPDATE_VMSA re-synced and re-encrypted such a vCPU,

@@ -122,8 +122,10 @@ class KernelEnv:
     #: RLIMIT_MEMLOCK of the VMM process (64 KiB: the kernel default before 5.16) and CAP_IPC_LOCK
     memlock_limit: int = 64 * 1024
     cap_ipc_lock: bool = False
-    #: the WARN_ON_ONCE call sites that have fired in this boot (each prints its splat once)
-    warned_once: frozenset[str] = frozenset()
+    #: the ``*_ONCE`` sites (WARN_ON_ONCE, WARN_ONCE, pr_*_once) that have fired, with their
+    #: module (None: built into the kernel). Each fires once, until its module is loaded afresh:
+    #: the flag lives in the module's own data
+    fired_once: frozenset[tuple[str | None, str]] = frozenset()
     #: physical address of a kernel page used as the DBG bounce buffer
     bounce_paddr: int = 0
     next_vcpu_serial: int = 1
@@ -152,12 +154,22 @@ class KernelEnv:
         ``WARNING: at arch/x86/kvm/svm/sev.c sev_pin_memory [kvm_amd]``. A ``WARN_ONCE()`` prints
         its ``message`` (without the module's ``pr_fmt`` prefix) just before that line."""
         site = f"{file} {function}"
-        if site in self.warned_once:
+        if not self.first_time(module, site):
             return
-        self.warned_once = self.warned_once | {site}
         if message is not None:
             self.trace.dmesg(message)
         self.trace.dmesg(f"WARNING: at {site}" + (f" [{module}]" if module else ""))
+
+    def first_time(self, module: str | None, site: str) -> bool:
+        """A ``*_ONCE`` site of ``module`` fires: True only the first time."""
+        if (module, site) in self.fired_once:
+            return False
+        self.fired_once = self.fired_once | {(module, site)}
+        return True
+
+    def module_loaded(self, module: str) -> None:
+        """A fresh copy of ``module`` is loaded: its ``*_ONCE`` flags are clear again."""
+        self.fired_once = frozenset(entry for entry in self.fired_once if entry[0] != module)
 
     def kmalloc(self, site: str, size: int) -> bool:
         """``kmalloc`` / ``kcalloc`` / ``bitmap_zalloc`` of ``size`` bytes for ``site``; False

@@ -80,6 +80,14 @@ class Vcpu:
     cpu: int = -1
     #: the per-CPU ASID generation this vCPU's non-SEV ASID belongs to (0: none)
     asid_generation: int = 0
+    #: KVM_SET_GUEST_DEBUG's ``control`` while enabled (``vcpu->guest_debug``), and the DR7 it
+    #: gave for hardware breakpoints (``guest_debug_dr7``)
+    guest_debug: int = 0
+    guest_debug_dr7: int = 0
+    #: the guest's DR7 (``vcpu->arch.dr7``) and the VMCB's ``save.dr7``, which
+    #: ``sev_es_sync_vmsa`` checks; both DR7_FIXED_1 after ``kvm_vcpu_reset``
+    dr7: int = 0x400
+    save_dr7: int = 0x400
 
 
 @dataclass(slots=True)

@@ -275,6 +275,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "nrips is decided before SEV setup and SEV stays off without it (kvm_amd.nrips=0)",
     ),
     _change(
+        "vmsa-guest-debug-warning",
+        "6.6",
+        "2837dd00f8fc",
+        "KVM: SEV-ES: explicitly disable debug",
+        "vmsa_guest_debug_warning",
+        "LAUNCH_UPDATE_VMSA of a vCPU with KVM_SET_GUEST_DEBUG on logs 'KVM_SET_GUEST_DEBUG for "
+        "SEV-ES guest is not supported' once per boot (still -EINVAL, as before)",
+    ),
+    _change(
         "debug-swap",
         "6.6",
         "d1f85fbe836e",

@@ -16,7 +16,6 @@ from kvmsev.kvm.asid import sev_asid_free, sev_asid_new
 from kvmsev.kvm.behaviour import DebugSwap
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.oops import null_deref
 from kvmsev.kvm.psp_calls import platform_init
 from kvmsev.kvm.sev_cmd import (
     EBADF,
@@ -37,6 +36,7 @@ from kvmsev.kvm.sev_cmd import (
 )
 from kvmsev.kvm.state import KvmAmd
 from kvmsev.kvm.vm_types import DEFAULT_VM, SEV_ES_VM, SEV_VM, SNP_VM
+from kvmsev.kvm.vmsa import refuse_guest_debug, sev_es_sync_vmsa
 
 
 def sev_guest_init(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
@@ -261,15 +261,19 @@ def sev_launch_update_vmsa(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int
     8727906fde6e let such a vCPU exist (5.12 before 5.12.4); its changelog names this crash.
 
     A vCPU already encrypted by an earlier call is synced and encrypted again (the guest's state
-    clobbered, harmless to the host), until 9b9f7962e3e8 (7.1) refuses it with -EINVAL.
+    clobbered, harmless to the host), until 9b9f7962e3e8 (7.1) refuses it with -EINVAL. A vCPU
+    with guest debugging on or a DR7 other than its fixed bit is refused with -EINVAL
+    (:mod:`kvmsev.kvm.vmsa`); the vCPUs before it stay encrypted.
     """
     if not (vm.active and vm.es_active):
         return ENOTTY
     for vcpu in vm.vcpus:
-        if vcpu.guest_state_protected and env.behaviour.vmsa_sync_rejects_launched:
+        if refuse_guest_debug(env, vcpu):
             return EINVAL
-        if vcpu.vmsa_pfn is None:
-            raise null_deref("sev_es_sync_vmsa: memcpy to svm->vmsa")
+        synced = sev_es_sync_vmsa(env, vm, vcpu)
+        if synced:
+            return synced
+        assert vcpu.vmsa_pfn is not None  # sev_es_sync_vmsa oopses first
         if not issue_ok(env, vm):
             return EBADF
         result = fw(env, cmd, env.psp.launch_update_vmsa(vm.handle, vcpu.vmsa_pfn << PAGE_SHIFT, VMSA_SIZE))

@@ -32,10 +32,10 @@ from kvmsev.errors import Errno
 from kvmsev.hw.memory import PAGE_SIZE
 from kvmsev.kvm.env import KernelEnv
 from kvmsev.kvm.guest import Vm
-from kvmsev.kvm.oops import KernelOops
 from kvmsev.kvm.sev_cmd import EBADF, EFAULT, EINVAL, EIO, ENOTTY, Cmd, dev_sev, fw, issue_ok
 from kvmsev.kvm.state import KvmAmd
 from kvmsev.kvm.vm_types import SNP_VM
+from kvmsev.kvm.vmsa import sev_es_sync_vmsa
 
 EEXIST = -int(Errno.EEXIST)
 
@@ -169,19 +169,6 @@ def snp_launch_update(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     return 0
 
 
-def rmp_violation(pfn: int | None) -> KernelOops:
-    """The host writes a page the RMP assigns to a guest: a #PF with the RMP bit in kernel mode,
-    an oops (9b9f7962e3e8's report: "BUG: unable to handle page fault for address: ...",
-    "#PF: error_code(0x80000003) - RMP violation"). The address printed is the page's direct-map
-    address; the model gives it without KASLR's memory randomisation (``page_offset_base``
-    0xffff888000000000, 4-level paging), which real hosts with CONFIG_RANDOMIZE_MEMORY move."""
-    address = 0xFFFF888000000000 + ((pfn or 0) << 12)
-    return KernelOops(
-        f"BUG: unable to handle page fault for address: {address:016x}",
-        "sev_es_sync_vmsa: write to a VMSA page the RMP assigns to the guest (RMP violation)",
-    )
-
-
 def snp_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     """KVM_SEV_SNP_LAUNCH_FINISH: every vCPU's VMSA synced and encrypted (SNP_LAUNCH_UPDATE of a
     VMSA page, ``snp_launch_update_vmsa``), then SNP_LAUNCH_FINISH. A vCPU encrypted by an
@@ -198,12 +185,10 @@ def snp_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     if not issue_ok(env, vm):
         return EBADF
     for vcpu in vm.vcpus:
-        if vcpu.guest_state_protected:
-            if env.behaviour.vmsa_sync_rejects_launched:
-                return EINVAL
-            raise rmp_violation(vcpu.vmsa_pfn)
-        if vcpu.vmsa_pfn is None:
-            continue
+        synced = sev_es_sync_vmsa(env, vm, vcpu)
+        if synced:
+            return synced
+        assert vcpu.vmsa_pfn is not None  # sev_es_sync_vmsa oopses first
         result = fw(env, cmd, env.psp.snp_launch_update(vm.snp_context, -1 - vcpu.vmsa_pfn))
         if not result.ok:
             return result.ret

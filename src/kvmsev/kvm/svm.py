@@ -168,6 +168,7 @@ def load(env: KernelEnv, words: list[tuple[str, str | None]]) -> tuple[KvmAmd | 
     A rejected parameter value fails the load before any setup (``load_module`` ->
     ``parse_args``); unknown names only warn.
     """
+    env.module_loaded(MODULE)
     decls = kvm_params.declarations(env.behaviour, env.kconfig)
     outcome = parse_module_args(MODULE, words, decls, env.behaviour.bool_letters)
     for line in outcome.dmesg:

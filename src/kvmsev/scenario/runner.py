@@ -58,6 +58,8 @@ _VM_OPS = frozenset(_SIMPLE_CMDS) | {
     "mem_enc_op",
     "vcpu_create",
     "vcpu_run",
+    "vcpu_set_guest_debug",
+    "vcpu_set_debugregs",
     "vm_destroy",
     "copy_enc_context_from",
     "move_enc_context_from",
@@ -100,11 +102,11 @@ def _check_refs(hosts: Mapping[str, Host], step: Step) -> None:
         raise InputError(f"{where}.source", f"no VM {a['source']!r} on this host")
     if "cpu" in a and not 0 <= a["cpu"] < host.env.nr_cpus:
         raise InputError(f"{where}.cpu", f"CPU {a['cpu']} does not exist (host has {host.env.nr_cpus})")
-    if step.op == "vcpu_run":
-        if open_vm is not None and not 0 <= a["vcpu"] < len(open_vm.vcpus):
-            raise InputError(f"{where}.vcpu", f"VM {a['vm']!r} has {len(open_vm.vcpus)} vCPUs")
-        if not host.env.online >> a["cpu"] & 1:
-            raise InputError(f"{where}.cpu", f"CPU {a['cpu']} is offline; nothing can run there")
+    on_vcpu = step.op in ("vcpu_run", "vcpu_set_guest_debug", "vcpu_set_debugregs")
+    if on_vcpu and open_vm is not None and not 0 <= a["vcpu"] < len(open_vm.vcpus):
+        raise InputError(f"{where}.vcpu", f"VM {a['vm']!r} has {len(open_vm.vcpus)} vCPUs")
+    if step.op == "vcpu_run" and not host.env.online >> a["cpu"] & 1:
+        raise InputError(f"{where}.cpu", f"CPU {a['cpu']} is offline; nothing can run there")
     if step.op == "cgroup_create":
         path = a["cgroup"]
         if path == "/" or path in host.env.misc.groups:
@@ -247,6 +249,11 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
         return ops.vcpu_create(host, a["vm"], vmsa)
     if op == "vcpu_run":
         return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
+    if op == "vcpu_set_guest_debug":
+        return ops.vcpu_set_guest_debug(host, a["vm"], a["vcpu"], a.get("control", 1), a.get("dr7", 0))
+    if op == "vcpu_set_debugregs":
+        regs = (a.get("dr6", 0xFFFF0FF0), a.get("dr7", 0x400), a.get("flags", 0))
+        return ops.vcpu_set_debugregs(host, a["vm"], a["vcpu"], *regs)
     if op == "vm_destroy":
         return ops.vm_destroy(host, a["vm"])
     if op == "cpu_offline":

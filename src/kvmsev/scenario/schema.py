@@ -365,6 +365,27 @@ class VcpuRun(_OnVm):
     cpu: Cpu
 
 
+class VcpuSetGuestDebug(_OnVm):
+    """KVM_SET_GUEST_DEBUG on one vCPU: ``control`` is KVM_GUESTDBG_* (ENABLE 0x1, SINGLESTEP
+    0x2, USE_SW_BP 0x10000, USE_HW_BP 0x20000; 0 turns debugging off), ``dr7`` the
+    ``debugreg[7]`` used with USE_HW_BP."""
+
+    op: Literal["vcpu_set_guest_debug"]
+    vcpu: VcpuIndex
+    control: U32 = 1
+    dr7: U64 = 0
+
+
+class VcpuSetDebugregs(_OnVm):
+    """KVM_SET_DEBUGREGS on one vCPU (``struct kvm_debugregs``; DR0-3 are not modeled)."""
+
+    op: Literal["vcpu_set_debugregs"]
+    vcpu: VcpuIndex
+    dr7: U64 = 0x400
+    dr6: U64 = 0xFFFF0FF0
+    flags: U64 = 0
+
+
 class CpuHotplug(_Step):
     op: Literal["cpu_offline", "cpu_online"]
     cpu: Cpu
@@ -497,6 +518,8 @@ STEP_MODELS: tuple[type[_Step], ...] = (
     MemEncOp,
     VcpuCreate,
     VcpuRun,
+    VcpuSetGuestDebug,
+    VcpuSetDebugregs,
     CpuHotplug,
     CgroupCreate,
     CgroupSetMax,
@@ -533,6 +556,8 @@ StepModel = Annotated[
     | MemEncOp
     | VcpuCreate
     | VcpuRun
+    | VcpuSetGuestDebug
+    | VcpuSetDebugregs
     | CpuHotplug
     | CgroupCreate
     | CgroupSetMax
