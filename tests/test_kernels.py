@@ -399,6 +399,108 @@ def test_an_snp_page_that_needs_a_source_and_has_none_warns_and_populates_nothin
     ]
 
 
+def _snp_start_errno(kernel: str, policy: int, bios: list[str] | None = None) -> tuple[str | None, list[str]]:
+    host = {"kernel": kernel, "cpus": 4, **SNP_HOST}
+    if bios:
+        host["bios"] = [*SNP_HOST["bios"], *bios]
+    report = runner.run(schema.parse({"host": host, "steps": _snp_started({"policy": policy})}))
+    step = report["steps"][2]
+    return step["errno"], [f"{e['cmd']}:{e['status']}" for e in step["events"] if e["kind"] == "fw"]
+
+
+def test_a_policy_without_smt_is_left_to_the_firmware_from_6_17() -> None:
+    """9f4701e05fae: KVM stops refusing SMT=0; the firmware fails SNP_LAUNCH_START with
+    POLICY_FAILURE while SMT is on in the BIOS and takes it with SMT off."""
+    no_smt = 0x20000
+    assert _snp_start_errno("v6.16", no_smt) == ("EINVAL", [])
+    errno, fw = _snp_start_errno("v6.17", no_smt)
+    assert errno == "EIO"
+    assert fw[:2] == ["SNP_GCTX_CREATE:SUCCESS", "SNP_LAUNCH_START:POLICY_FAILURE"]
+    assert fw[-1] == "SNP_DECOMMISSION:SUCCESS"
+    assert _snp_start_errno("v6.17", no_smt, ["smt=off"])[0] is None
+    assert _snp_start_errno("v6.16", no_smt, ["smt=off"])[0] == "EINVAL"
+
+
+def test_a_single_socket_policy_is_left_to_the_firmware_from_6_17() -> None:
+    single_socket = 0x130000
+    assert _snp_start_errno("v6.16", single_socket)[0] == "EINVAL"
+    assert _snp_start_errno("v6.17", single_socket)[0] is None
+
+
+def test_smt_off_in_the_bios_leaves_one_thread_per_core() -> None:
+    on = boot(profile="epyc-9124", kernel="v6.12")
+    off = boot(profile="epyc-9124", kernel="v6.12", bios=["smt=off"])
+    assert (on["cpus"], off["cpus"]) == (32, 16)
+    assert off["bios"]["smt"] == "off"
+
+
+def _init2(kernel: str, vm_type: int, features: int, profile_host: dict[str, Any]) -> str | None:
+    steps = [
+        {"op": "vm_create", "vm": "g", "type": vm_type},
+        {"op": "sev_init2", "vm": "g", "vmsa_features": features},
+    ]
+    report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **profile_host}, "steps": steps}))
+    return errnos(report)[1]
+
+
+def test_secure_tsc_is_offered_to_snp_guests_from_6_18_on_cpus_that_have_it() -> None:
+    """a311fce2b694: VMSA feature bit 9 with SNP enabled and CPUID 0x8000001F EAX bit 8 (Genoa
+    has it, Milan does not), for KVM_X86_SNP_VM only."""
+    secure_tsc = 0x200
+    assert _init2("v6.17", 4, secure_tsc, SNP_HOST) == "EINVAL"
+    assert _init2("v6.18", 4, secure_tsc, SNP_HOST) is None
+    assert _init2("v6.18", 3, secure_tsc, SNP_HOST) == "EINVAL"
+    milan = {"profile": "epyc-7763", "bios": ["sev_es_asid_space_limit=100", "snp=on"]}
+    assert _init2("v6.18", 4, secure_tsc, milan) == "EINVAL"
+    assert _init2("v6.18", 4, 0, milan) is None
+
+
+def _attr(
+    kernel: str, attr: int, host: dict[str, Any] | None = None, has: bool = False
+) -> tuple[str | None, Any]:
+    step = {"op": "sev_device_attr", "attr": attr, "has": has}
+    report = runner.run(
+        schema.parse({"host": {"kernel": kernel, "cpus": 4, **(host or SNP_HOST)}, "steps": [step]})
+    )
+    out = report["steps"][0]
+    return out["errno"], (out["result"] or {}).get("value")
+
+
+def test_sev_device_attributes_follow_the_release_that_added_each() -> None:
+    assert _attr("v5.16", 0) == ("EINVAL", None)
+    assert _attr("v5.17", 0) == ("ENXIO", None)
+    assert _attr("v6.9", 0) == ("ENXIO", None)
+    assert _attr("v6.10", 0) == (None, 0x20)  # DebugSwap: Genoa has it and NoNestedDataBp
+    assert _attr("v6.10", 1) == ("ENXIO", None)
+    assert _attr("v6.18", 0) == (None, 0x220)  # and Secure TSC, with SNP on
+    assert _attr("v6.19", 1) == (None, 0x1BFFFF)
+    assert _attr("v6.19", 2) == ("ENXIO", None)
+    assert _attr("v7.0", 2) == (None, 1)
+    assert _attr("v7.0", 3) == ("ENXIO", None)
+    assert _attr("v7.0", 0, has=True) == (None, None)
+
+
+def test_sev_device_attributes_read_zero_without_snp_and_enxio_without_kvm_amd_sev() -> None:
+    no_snp = {"profile": "epyc-9124", "bios": ["sev_es_asid_space_limit=100"]}
+    assert _attr("v7.0", 1, no_snp) == (None, 0)
+    assert _attr("v7.0", 2, no_snp) == (None, 0)
+    assert _attr("v7.0", 0, {**no_snp, "config": ["CONFIG_KVM_AMD_SEV=n"]}) == ("ENXIO", None)
+
+
+def test_snp_certificate_requests_are_enabled_only_before_vcpus_and_only_on_snp_guests() -> None:
+    def enable(kernel: str, prelude: list[dict[str, Any]]) -> str | None:
+        steps = [*prelude, {"op": "snp_enable_req_certs", "vm": "g"}]
+        report = runner.run(schema.parse({"host": {"kernel": kernel, "cpus": 4, **SNP_HOST}, "steps": steps}))
+        return errnos(report)[-1]
+
+    snp = _snp_started()
+    assert enable("v6.19", snp) == "EINVAL"  # no such command yet
+    assert enable("v7.0", snp) is None
+    assert enable("v7.0", [*snp, {"op": "vcpu_create", "vm": "g"}]) == "EINVAL"
+    sev_es: list[dict[str, Any]] = [{"op": "vm_create", "vm": "g", "type": 3}, {"op": "sev_init2", "vm": "g"}]
+    assert enable("v7.0", sev_es) == "EINVAL"
+
+
 # -- 6.16 and later ------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ class Errno(enum.IntEnum):
     EPERM = 1
     ENOENT = 2
     EIO = 5
+    ENXIO = 6
     EBADF = 9
     ENOMEM = 12
     EFAULT = 14

@@ -66,6 +66,8 @@ class PspCore:
     #: position of the C-bit (CPUID 0x8000001F EBX[5:0]): KVM sets it in guest addresses it
     #: passes for migration, and the firmware looks past it
     c_bit: int = 51
+    #: SMT enabled in the BIOS: the SNP guest policy must then allow it (bit 16)
+    smt: bool = False
     memory: PhysicalMemory = field(default_factory=PhysicalMemory)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     #: what the platform's keys are derived from (a chip's fused secrets, in the model a seed)

@@ -25,6 +25,8 @@ from kvmsev.hw.memory import PAGE_SIZE
 
 #: firmware versions with SNP_INIT_EX (56860 8.2: from ABI 1.52)
 SNP_INIT_EX_API = (1, 52)
+#: guest policy bit 16: SMT allowed
+SNP_POLICY_SMT = 1 << 16
 
 
 class SnpCommands(PspCore):
@@ -80,13 +82,17 @@ class SnpCommands(PspCore):
         return _r(cmd, Status.SUCCESS, gctx)
 
     def snp_launch_start(self, gctx: int, policy: int) -> CommandResult:
-        """SNP_LAUNCH_START: a new context (INIT) begins its launch (LAUNCH)."""
+        """SNP_LAUNCH_START: a new context (INIT) begins its launch (LAUNCH). A policy that
+        forbids SMT (bit 16 clear) fails with POLICY_FAILURE while SMT is enabled in the BIOS,
+        and passes with it disabled (the firmware behaviour 9f4701e05fae describes)."""
         cmd = Command.SNP_LAUNCH_START
         guest = self._snp_guest(cmd, gctx)
         if isinstance(guest, CommandResult):
             return guest
         if guest.state is not SnpGuestState.INIT:
             return _r(cmd, Status.INVALID_GUEST_STATE)
+        if self.smt and not policy & SNP_POLICY_SMT:
+            return _r(cmd, Status.POLICY_FAILURE)
         guest.policy = policy
         guest.state = SnpGuestState.LAUNCH
         return _r(cmd, Status.SUCCESS)

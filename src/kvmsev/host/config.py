@@ -101,7 +101,9 @@ def resolve(config: HostConfig, profile: Profile | None = None) -> ResolvedConfi
         requested[symbol] = enabled
     kconf = kconfig_mod.resolve(requested)
     boot_args = cmdline_mod.parse(config.cmdline, list(config.params))
-    nr_cpus = profile.threads if config.cpus is None else config.cpus
+    # with SMT turned off in the BIOS the OS sees one thread of each core's two
+    threads = profile.threads // 2 if platform.bios.get("smt") == "off" else profile.threads
+    nr_cpus = threads if config.cpus is None else config.cpus
     if not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= MAX_CPUS:
         raise InputError("--cpus", f"{nr_cpus!r} is outside 1..{MAX_CPUS}")
     fail = frozenset(_fail_site(t, nr_cpus) for t in config.fail_alloc)

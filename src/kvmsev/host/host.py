@@ -104,6 +104,7 @@ class Host:
             min_sev_asid=platform.leaf.edx,
             api=(0, 24, 0) if api is None else (api.major, api.minor, api.build),
             c_bit=platform.leaf.c_bit,
+            smt=platform.smt,
             rng=random.Random(resolved.source.seed),
             identity_seed=f"{resolved.profile.name}:{resolved.source.seed}".encode(),
         )

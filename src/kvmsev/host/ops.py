@@ -18,7 +18,7 @@ from kvmsev.firmware.status import Command, Status
 from kvmsev.host.host import Host
 from kvmsev.kernel.misc_cgroup import MAX
 from kvmsev.kernel.usermem import AddressSpace
-from kvmsev.kvm import debugregs, ioctl, regions
+from kvmsev.kvm import debugregs, dev_attr, ioctl, regions
 from kvmsev.kvm import vcpu as vcpu_mod
 from kvmsev.kvm.guest import Vm
 from kvmsev.kvm.sev_cmd import DEV_SEV_FD, Cmd, SevCmd
@@ -183,6 +183,14 @@ def vcpu_set_debugregs(host: Host, vm_name: str, index: int, dr6: int, dr7: int,
     if host.kvm is None or vm is None:
         return Outcome(_ENOENT)
     return Outcome(debugregs.set_debugregs(vm, vm.vcpus[index], dr6, dr7, flags))
+
+
+def sev_device_attr(host: Host, attr: int, has: bool) -> Outcome:
+    """KVM_GET_DEVICE_ATTR / KVM_HAS_DEVICE_ATTR on /dev/kvm (which needs kvm_amd loaded)."""
+    if host.kvm is None:
+        return Outcome(_ENOENT)
+    ret, value = dev_attr.sev_device_attr(host.env, host.kvm, attr)
+    return Outcome(ret, 0, {"value": value} if value is not None and not has else {})
 
 
 def vm_destroy(host: Host, vm_name: str) -> Outcome:

@@ -12,6 +12,10 @@
 
 * ``snp`` (``on``/``off``): "SEV-SNP Support" sets SYSCFG[24] SNPEn and reserves the RMP table
   (only on parts whose CPUID has SEV_SNP, and only with SMEE on).
+* ``smt`` (``on``/``off``): "SMT Control". Off, the OS sees one thread per core (half the
+  profile's threads, unless ``--cpus`` says otherwise), and the SNP firmware accepts a guest
+  policy with the SMT bit clear; on, SNP_LAUNCH_START fails such a policy with POLICY_FAILURE
+  (9f4701e05fae's description of the firmware).
 
 Options a profile does not list do not exist on that platform and are refused.
 """
@@ -27,7 +31,7 @@ from kvmsev.hw.msr import SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, Msrs
 from kvmsev.hw.profiles import Profile
 from kvmsev.numbers import parse_int
 
-OPTIONS = ("smee", "sev_es_asid_space_limit", "sev_asid_count", "snp")
+OPTIONS = ("smee", "sev_es_asid_space_limit", "sev_asid_count", "snp", "smt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,11 @@ class Platform:
     leaf: Cpuid8000001F
     msrs: Msrs
     bios: dict[str, str]
+
+    @property
+    def smt(self) -> bool:
+        """SMT enabled in the BIOS (a part whose profile offers no SMT control has none)."""
+        return self.bios.get("smt") == "on"
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -85,6 +94,13 @@ def apply(profile: Profile, choices: Mapping[str, str], leaf_override: Cpuid8000
             raise InputError("--bios snp", "SEV-SNP needs memory encryption (smee=on)")
         syscfg = syscfg | SYSCFG_SNP_EN if snp == "on" else syscfg & ~SYSCFG_SNP_EN
         effective["snp"] = snp
+
+    smt = choices.get("smt", profile.bios.get("smt", {}).get("default"))
+    if smt is not None:
+        smt = smt.lower()
+        if smt not in ("on", "off"):
+            raise InputError("--bios smt", f"{smt!r} must be on or off")
+        effective["smt"] = smt
 
     if "sev_asid_count" in choices:
         count = _int_value("sev_asid_count", choices["sev_asid_count"])

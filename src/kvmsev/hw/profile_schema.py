@@ -88,6 +88,13 @@ class Snp(_Model):
     default: Literal["on", "off"] = "off"
 
 
+class Smt(_Model):
+    """BIOS "SMT Control": with SMT off the OS sees one thread per core, and the SNP firmware
+    refuses a guest policy without the SMT bit only while it is on."""
+
+    default: Literal["on", "off"] = "on"
+
+
 class EsLimit(_Model):
     """BIOS "SEV-ES ASID Space Limit": the values the setup screen accepts."""
 
@@ -122,6 +129,7 @@ class Bios(_Model):
     smee: Smee | None = None
     #: "SEV-SNP Support" (default off: enabling it is a documented manual step)
     snp: Snp | None = None
+    smt: Smt | None = None
     sev_es_asid_space_limit: EsLimit | None = None
     sev_asid_count: AsidCount | None = None
 

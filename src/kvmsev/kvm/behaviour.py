@@ -309,6 +309,10 @@ class Behaviour:
     #: KVM_SEV_SNP_LAUNCH_UPDATE with ``len`` 0 fails with -EINVAL; before, it populated nothing
     #: and succeeded
     snp_update_len_nonzero: bool = False
+    #: a311fce2b694 "KVM: SVM: Enable Secure TSC for SNP guests" (6.18): with SNP enabled and a
+    #: CPU with Secure TSC (0x8000001F EAX bit 8), ``sev_supported_vmsa_features`` also offers
+    #: SVM_SEV_FEAT_SECURE_TSC (bit 9), which KVM_SEV_INIT2 takes for SNP VMs only
+    snp_secure_tsc: bool = False
     #: e3a7792d9676 "kvm: svm: Fix gctx page leak on invalid inputs" (6.12):
     #: KVM_SEV_SNP_LAUNCH_START checks ``flags`` and the policy before it creates the firmware
     #: context; in 6.11 a start refused for them kept the context, so every later start failed
@@ -318,6 +322,27 @@ class Behaviour:
     #: (7.0): a source address (``uaddr``, for every page type but ZERO) off a page boundary fails
     #: with -EINVAL
     snp_update_src_aligned: bool = False
+    #: ac5c48027bac "KVM: SEV: publish supported VMSA features" (6.10): KVM_GET_DEVICE_ATTR /
+    #: KVM_HAS_DEVICE_ATTR on /dev/kvm reach ``sev_dev_get_attr`` for group KVM_X86_GRP_SEV (1),
+    #: attribute KVM_X86_SEV_VMSA_FEATURES (0); before, any group but 0 is -ENXIO, and before
+    #: dd6e63122018 (5.17) /dev/kvm has no such ioctl (-EINVAL)
+    sev_dev_attr: bool = False
+    #: dd6e63122018 "KVM: x86: add system attribute to retrieve full set of supported xsave
+    #: states" (5.17): KVM_GET_DEVICE_ATTR / KVM_HAS_DEVICE_ATTR on /dev/kvm
+    system_attributes: bool = False
+    #: 7a61d61396b9 "KVM: SEV: Publish supported SEV-SNP policy bits" (6.19): attribute
+    #: KVM_X86_SNP_POLICY_BITS (1), ``sev_get_snp_policy_bits() & KVM_SNP_POLICY_MASK_VALID``
+    #: while SNP is enabled (0 otherwise); SNP_LAUNCH_START refuses other policy bits
+    snp_policy_bits_attr: bool = False
+    #: 20c3c4108d58 "KVM: SEV: Add KVM_SEV_SNP_ENABLE_REQ_CERTS command" (7.0): command 103 and
+    #: attribute KVM_X86_SEV_SNP_REQ_CERTS (2), 1 while SNP is enabled
+    snp_req_certs: bool = False
+    #: 9f4701e05fae "KVM: SVM: Allow SNP guest policy disallow running with SMT enabled" and
+    #: 24be2b7956a5 "KVM: SVM: Allow SNP guest policy to specify SINGLE_SOCKET" (6.17):
+    #: SNP_LAUNCH_START no longer refuses a policy with SMT (bit 16) clear or SINGLE_SOCKET (bit
+    #: 20) set; the firmware decides
+    snp_policy_smt_optional: bool = False
+    snp_policy_single_socket: bool = False
     #: the first letters ``kstrtobool()`` accepts for bool parameters (lib/kstrtox.c; 5.19, 6.16)
     bool_letters: BoolLetters = BoolLetters.YES_NO
     #: 6ee414078823 "KVM: SEV: Do not allow intra-host migration/mirroring of SNP VMs" (7.2-rc4;

@@ -81,7 +81,9 @@ class Vcpu:
     #: the per-CPU ASID generation this vCPU's non-SEV ASID belongs to (0: none)
     asid_generation: int = 0
     #: KVM_SET_GUEST_DEBUG's ``control`` while enabled (``vcpu->guest_debug``), and the DR7 it
-    #: gave for hardware breakpoints (``guest_debug_dr7``)
+    #: gave for hardware breakpoints (``guest_debug_dr7``). The debug state below only steers
+    #: the debug ioctls and VMSA sync, which the checker does not drive: it stays out of the
+    #: fingerprint
     guest_debug: int = 0
     guest_debug_dr7: int = 0
     #: the guest's DR7 (``vcpu->arch.dr7``) and the VMCB's ``save.dr7``, which
@@ -129,6 +131,10 @@ class Vm:
     #: never cleared; a migration destination and a mirror start with their own, empty mask. Only
     #: UNREG_REGION reads it, which the checker does not drive: it stays out of the fingerprint
     have_run_cpus: int = 0
+    #: ``sev->snp_certs_enabled`` (7.0): KVM_SEV_SNP_ENABLE_REQ_CERTS was issued, so extended
+    #: guest requests exit to userspace for certificates (which the model does not run; out of
+    #: the fingerprint like the debug state)
+    snp_certs_enabled: bool = False
     #: guest_memfd pages already prepared (populated) for the guest, by GFN
     gmem_prepared: set[int] = field(default_factory=set)
     #: ``kvm_vm_dead()``: the VM's context moved away (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 5.16);

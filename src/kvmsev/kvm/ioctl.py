@@ -72,6 +72,8 @@ def handler(env: KernelEnv, cmd_id: int) -> Handler | None:
         return MIGRATION_HANDLERS[which]
     if which is SevCmd.INIT2:
         return launch.sev_guest_init2 if env.behaviour.vm_types else None
+    if which is SevCmd.SNP_ENABLE_REQ_CERTS:
+        return snp.snp_enable_certs if env.behaviour.snp_req_certs else None
     if which in SNP_HANDLERS:
         return SNP_HANDLERS[which] if env.behaviour.sev_snp else None
     return HANDLERS.get(which)

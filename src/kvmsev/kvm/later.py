@@ -183,6 +183,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "the probe's failure line reads 'SEV: failed to INIT error %#x, rc %d'",
     ),
     _change(
+        "system-attributes",
+        "5.17",
+        "dd6e63122018",
+        "KVM: x86: add system attribute to retrieve full set of supported xsave states",
+        "system_attributes",
+        "KVM_GET_DEVICE_ATTR / KVM_HAS_DEVICE_ATTR on /dev/kvm (group 0 only: any other group is "
+        "-ENXIO; before, the ioctl is -EINVAL)",
+    ),
+    _change(
         "move-with-mirrors",
         "5.18",
         "b2125513dfc0",
@@ -377,6 +386,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "flags, ghcb_version) before KVM_RUN, and the legacy INIT/ES_INIT refuse it (-EINVAL)",
     ),
     _change(
+        "sev-dev-attr",
+        "6.10",
+        "ac5c48027bac",
+        "KVM: SEV: publish supported VMSA features",
+        "sev_dev_attr",
+        "KVM_GET_DEVICE_ATTR on /dev/kvm, group KVM_X86_GRP_SEV (1), attribute "
+        "KVM_X86_SEV_VMSA_FEATURES (0): the VMSA features KVM_SEV_INIT2 accepts",
+    ),
+    _change(
         "debug-swap-default-on",
         "6.10",
         "4dd5ecacb9a4",
@@ -446,6 +464,24 @@ _ENTRIES: tuple[Patch, ...] = (
         "not every online CPU",
     ),
     _change(
+        "snp-policy-smt-optional",
+        "6.17",
+        "9f4701e05fae",
+        "KVM: SVM: Allow SNP guest policy disallow running with SMT enabled",
+        "snp_policy_smt_optional",
+        "KVM_SEV_SNP_LAUNCH_START takes a policy with SMT (bit 16) clear; the firmware's "
+        "SNP_LAUNCH_START fails it (POLICY_FAILURE) while SMT is enabled in the BIOS",
+    ),
+    _change(
+        "snp-policy-single-socket",
+        "6.17",
+        "24be2b7956a5",
+        "KVM: SVM: Allow SNP guest policy to specify SINGLE_SOCKET",
+        "snp_policy_single_socket",
+        "KVM_SEV_SNP_LAUNCH_START takes a policy with SINGLE_SOCKET (bit 20); the firmware's "
+        "SNP_ACTIVATE fails it on hosts with more than one socket (the model's hosts have one)",
+    ),
+    _change(
         "kstrtobool-true-false",
         "5.19",
         "0d6ea3ac94ca",
@@ -502,6 +538,25 @@ _ENTRIES: tuple[Patch, ...] = (
         "capped and sent in SNP_INIT_EX; any value left non-zero gives SNP ASIDs 1..N, SEV-ES "
         "N+1..min_sev_asid-1 and 'SEV-SNP ciphertext hiding enabled'",
     ),
+    _change(
+        "snp-secure-tsc",
+        "6.18",
+        "a311fce2b694",
+        "KVM: SVM: Enable Secure TSC for SNP guests",
+        "snp_secure_tsc",
+        "with SNP enabled on a CPU with Secure TSC, KVM offers VMSA feature SECURE_TSC (bit 9), "
+        "which KVM_SEV_INIT2 accepts for SNP VMs only",
+    ),
+    _change(
+        "snp-policy-bits-attr",
+        "6.19",
+        "7a61d61396b9",
+        "KVM: SEV: Publish supported SEV-SNP policy bits",
+        "snp_policy_bits_attr",
+        "device attribute KVM_X86_SNP_POLICY_BITS (1): the SNP policy bits the firmware and KVM "
+        "support (0x1BFFFF with the modeled firmware, which has no SNP_FEATURE_INFO; 0 without "
+        "SNP), which SNP_LAUNCH_START checks the policy against",
+    ),
     Patch(
         "snp-move-mirror-rejected",
         "7.2",
@@ -531,6 +586,15 @@ _ENTRIES: tuple[Patch, ...] = (
         "snp_update_src_aligned",
         "KVM_SEV_SNP_LAUNCH_UPDATE with a source address off a page boundary fails with -EINVAL "
         "(ZERO pages have no source)",
+    ),
+    _change(
+        "snp-req-certs",
+        "7.0",
+        "20c3c4108d58",
+        "KVM: SEV: Add KVM_SEV_SNP_ENABLE_REQ_CERTS command",
+        "snp_req_certs",
+        "KVM_SEV_SNP_ENABLE_REQ_CERTS (103): -EINVAL once vCPUs exist or on a non-SNP VM; device "
+        "attribute KVM_X86_SEV_SNP_REQ_CERTS (2) reads 1 while SNP is enabled",
     ),
     _change(
         "vmsa-sync-rejects-launched",

@@ -103,12 +103,14 @@ def _sev_guest_init_typed(
 ) -> int:
     """``__sev_guest_init`` (6.10): -EINVAL for vCPUs already created, non-zero ``flags``, VMSA
     features beyond what KVM offers SEV-ES guests (none for SEV: ``sev_supported_vmsa_features``,
-    DebugSwap when the ``debug_swap`` parameter stayed on), a GHCB version above 2 (or any for
-    SEV; from 6.18 version 1 for SNP), or an SEV guest already; then ASID and platform init as
-    before, and ``need_init`` cleared. The legacy KVM_SEV_INIT / ES_INIT come here with no
-    features and GHCB version 0 (ES_INIT: 1, the minimum)."""
+    DebugSwap when the ``debug_swap`` parameter stayed on; Secure TSC for SNP guests only), a
+    GHCB version above 2 (or any for SEV; from 6.18 version 1 for SNP), or an SEV guest already;
+    then ASID and platform init as before, and ``need_init`` cleared. The legacy KVM_SEV_INIT /
+    ES_INIT come here with no features and GHCB version 0 (ES_INIT: 1, the minimum)."""
     es = vm_type != SEV_VM
     valid = supported_vmsa_features(env, kvm) if es else 0
+    if vm_type != SNP_VM:
+        valid &= ~SEV_FEAT_SECURE_TSC
     if vm.created_vcpus or flags or vmsa_features & ~valid:
         return EINVAL
     if ghcb > GHCB_VERSION_MAX or (not es and ghcb):
@@ -145,18 +147,26 @@ GHCB_VERSION_MAX = 2
 #: SVM_SEV_FEAT_DEBUG_SWAP, bit 5 of the VMSA's SEV_FEATURES; SNP_ACTIVE, bit 0
 SEV_FEAT_DEBUG_SWAP = 1 << 5
 SEV_FEAT_SNP_ACTIVE = 1 << 0
+#: SVM_SEV_FEAT_SECURE_TSC, bit 9 (a311fce2b694, 6.18): for SNP guests only
+SEV_FEAT_SECURE_TSC = 1 << 9
 
 
 def supported_vmsa_features(env: KernelEnv, kvm: KvmAmd) -> int:
     """``sev_supported_vmsa_features`` (ac5c48027bac, 6.10): DebugSwap when the ``debug_swap``
-    parameter survived setup (7.0: when SEV-ES is on and the CPU allows it)."""
+    parameter survived setup (7.0: when SEV-ES is on and the CPU allows it); from a311fce2b694
+    (6.18) Secure TSC too when SNP is enabled and the CPU has it (and ``tsc_khz`` is known,
+    which the model takes for granted)."""
     if not env.behaviour.vm_types:
         return 0
     if env.behaviour.debug_swap is DebugSwap.NO_PARAM:
         offered = kvm.sev_es_enabled and env.features.has(cpuid.DEBUG_SWAP) and env.svm.no_nested_data_bp
     else:
         offered = bool(kvm.params.get("debug_swap", False))
-    return SEV_FEAT_DEBUG_SWAP if offered else 0
+    features = SEV_FEAT_DEBUG_SWAP if offered else 0
+    snp = bool(kvm.params.get("sev_snp", False))
+    if env.behaviour.snp_secure_tsc and snp and env.features.has(cpuid.SECURE_TSC):
+        features |= SEV_FEAT_SECURE_TSC
+    return features
 
 
 def sev_bind_asid(env: KernelEnv, vm: Vm, handle: int, cmd: Cmd) -> int:

@@ -66,6 +66,8 @@ class SevCmd(enum.IntEnum):
     SNP_LAUNCH_START = 100
     SNP_LAUNCH_UPDATE = 101
     SNP_LAUNCH_FINISH = 102
+    #: 20c3c4108d58 (7.0)
+    SNP_ENABLE_REQ_CERTS = 103
 
 
 @dataclass(slots=True)

@@ -55,13 +55,23 @@ def is_snp_guest(vm: Vm) -> bool:
     return vm.active and vm.vm_type == SNP_VM
 
 
-def _start_params_ok(cmd: Cmd) -> bool:
+def _start_params_ok(env: KernelEnv, cmd: Cmd) -> bool:
     """SNP_LAUNCH_START's parameter checks: no ``flags``, no policy bit outside the valid mask,
-    the reserved-must-be-one and SMT bits set, SINGLE_SOCKET clear."""
+    the reserved-must-be-one bit set; until 6.17 also the SMT bit set (9f4701e05fae drops it) and
+    SINGLE_SOCKET clear (24be2b7956a5 drops it), after which the firmware decides (SMT: at
+    SNP_LAUNCH_START, by the BIOS setting; SINGLE_SOCKET: at SNP_ACTIVATE, which the model's
+    one-socket hosts pass).
+
+    6.19 (7a61d61396b9) checks against ``snp_supported_policy_bits`` instead of the mask: the
+    firmware's bits (``sev_get_snp_policy_bits``) within a wider mask. The modeled firmware has
+    no SNP_FEATURE_INFO, so those bits are the base set, and with MIGRATE_MA (bit 18) outside
+    KVM's mask they equal :data:`POLICY_VALID` (0x1BFFFF): the check is the same."""
     policy = cmd.int("policy")
-    if cmd.int("flags") or policy & ~POLICY_VALID:
+    if cmd.int("flags") or policy & ~POLICY_VALID or not policy & POLICY_RSVD_MBO:
         return False
-    return bool(policy & POLICY_RSVD_MBO and policy & POLICY_SMT and not policy & POLICY_SINGLE_SOCKET)
+    if not env.behaviour.snp_policy_smt_optional and not policy & POLICY_SMT:
+        return False
+    return env.behaviour.snp_policy_single_socket or not policy & POLICY_SINGLE_SOCKET
 
 
 def snp_context_create(env: KernelEnv, cmd: Cmd) -> int | None:
@@ -93,13 +103,13 @@ def snp_launch_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         return EFAULT
     if vm.snp_context:
         return EINVAL
-    if env.behaviour.snp_start_params_first and not _start_params_ok(cmd):
+    if env.behaviour.snp_start_params_first and not _start_params_ok(env, cmd):
         return EINVAL
     context = snp_context_create(env, cmd)
     if context is None:
         return ENOTTY
     vm.snp_context = context
-    if not _start_params_ok(cmd):
+    if not _start_params_ok(env, cmd):
         return EINVAL
     start = fw(env, cmd, env.psp.snp_launch_start(vm.snp_context, cmd.int("policy")))
     if not start.ok:
@@ -194,6 +204,16 @@ def snp_launch_finish(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
             return result.ret
         vcpu.guest_state_protected = True
     return fw(env, cmd, env.psp.snp_launch_finish(vm.snp_context)).ret
+
+
+def snp_enable_certs(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
+    """KVM_SEV_SNP_ENABLE_REQ_CERTS (``snp_enable_certs``, 20c3c4108d58, 7.0): -EINVAL once the
+    VM has created a vCPU or unless it is an SNP guest; otherwise certificate requests are
+    enabled. The parameters struct is not read."""
+    if vm.created_vcpus or not is_snp_guest(vm):
+        return EINVAL
+    vm.snp_certs_enabled = True
+    return 0
 
 
 def snp_decommission_context(env: KernelEnv, vm: Vm) -> bool:

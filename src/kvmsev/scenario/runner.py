@@ -38,6 +38,7 @@ _SIMPLE_CMDS = {
     "send_finish": SevCmd.SEND_FINISH,
     "send_cancel": SevCmd.SEND_CANCEL,
     "receive_finish": SevCmd.RECEIVE_FINISH,
+    "snp_enable_req_certs": SevCmd.SNP_ENABLE_REQ_CERTS,
 }
 #: ops that name a second VM, the ``source``
 _TWO_VM_OPS = frozenset({"copy_enc_context_from", "move_enc_context_from"})
@@ -249,6 +250,8 @@ def _execute(host: Host, step: Step, hosts: Mapping[str, Host]) -> ops.Outcome:
         return ops.vcpu_create(host, a["vm"], vmsa)
     if op == "vcpu_run":
         return ops.vcpu_run(host, a["vm"], a["vcpu"], a["cpu"])
+    if op == "sev_device_attr":
+        return ops.sev_device_attr(host, a.get("attr", 0), a.get("has", False))
     if op == "vcpu_set_guest_debug":
         return ops.vcpu_set_guest_debug(host, a["vm"], a["vcpu"], a.get("control", 1), a.get("dr7", 0))
     if op == "vcpu_set_debugregs":

@@ -256,6 +256,7 @@ class SimpleCmd(_OnVm):
         "send_finish",
         "send_cancel",
         "receive_finish",
+        "snp_enable_req_certs",
         "vm_destroy",
     ]
 
@@ -384,6 +385,15 @@ class VcpuSetDebugregs(_OnVm):
     dr7: U64 = 0x400
     dr6: U64 = 0xFFFF0FF0
     flags: U64 = 0
+
+
+class SevDeviceAttr(_Step):
+    """KVM_GET_DEVICE_ATTR (``has: true``: KVM_HAS_DEVICE_ATTR) on /dev/kvm in group
+    KVM_X86_GRP_SEV: ``attr`` 0 VMSA_FEATURES, 1 SNP_POLICY_BITS, 2 SEV_SNP_REQ_CERTS."""
+
+    op: Literal["sev_device_attr"]
+    attr: U64 = 0
+    has: bool = False
 
 
 class CpuHotplug(_Step):
@@ -520,6 +530,7 @@ STEP_MODELS: tuple[type[_Step], ...] = (
     VcpuRun,
     VcpuSetGuestDebug,
     VcpuSetDebugregs,
+    SevDeviceAttr,
     CpuHotplug,
     CgroupCreate,
     CgroupSetMax,
@@ -558,6 +569,7 @@ StepModel = Annotated[
     | VcpuRun
     | VcpuSetGuestDebug
     | VcpuSetDebugregs
+    | SevDeviceAttr
     | CpuHotplug
     | CgroupCreate
     | CgroupSetMax
