@@ -144,9 +144,9 @@ class Behaviour:
     #: 074c82c8f7cf "kvm: x86: Increase MAX_VCPUS to 1024" (5.15). From f10a570b093e (6.7) it is
     #: CONFIG_KVM_MAX_NR_VCPUS, whose default stays 1024 (4096 only with CONFIG_MAXSMP).
     max_vcpus: int = 288
-    #: 934002cd660b "KVM: SVM: Call SEV Guest Decommission if ASID binding fails" (5.13-rc,
-    #: backported to 5.12.y): a firmware context whose ACTIVATE failed is DECOMMISSIONed instead
-    #: of leaked.
+    #: 934002cd660b "KVM: SVM: Call SEV Guest Decommission if ASID binding fails" (5.13-rc;
+    #: for 5.12.y a backport went to stable on 2021-06-24, "[PATCH 5.12 v2]", so 5.12.9 still
+    #: lacks it): a firmware context whose ACTIVATE failed is DECOMMISSIONed instead of leaked.
     decommission_on_bind_failure: bool = False
     #: 8727906fde6e "KVM: SVM: Do not allow SEV/SEV-ES initialization after vCPUs are created"
     #: (5.13 merge window; stable backports dated 2021-05-12): KVM_SEV_{ES_,}INIT -> -EINVAL
