@@ -88,3 +88,14 @@ def test_pinning_and_mapped_checks_walk_mappings_as_a_page_by_page_walk_would(
     length = npages * PAGE_SIZE - offset
     every = all(space.translate(p) is not None for p in range(base, uaddr + max(length, 0), PAGE_SIZE))
     assert space.mapped(uaddr, max(length, 0)) == every
+
+
+def test_copy_to_user_writes_up_to_the_first_unmapped_page_and_reports_the_rest() -> None:
+    space = AddressSpace(PhysicalMemory())
+    start = space.map(2 * PAGE_SIZE)
+    tail = start + 2 * PAGE_SIZE - 20  # 20 bytes before the mapping ends (the next page is a gap)
+    assert space.copy_to_user(tail, bytes(range(52))) == 32
+    assert space.read(tail, 20) == bytes(range(20))
+    assert space.copy_to_user(start, b"\x11" * 64) == 0
+    assert space.copy_to_user(start + 3 * PAGE_SIZE, b"\x22" * 8) == 8, "nothing mapped there"
+    assert space.read(start, 4) == b"\x11" * 4

@@ -144,12 +144,15 @@ class AddressSpace:
         """The kernel's ``copy_from_user``: None when the range is not mapped (-EFAULT)."""
         return self.read(uaddr, length) if self.mapped(uaddr, length) else None
 
-    def copy_to_user(self, uaddr: int, data: bytes) -> bool:
-        """The kernel's ``copy_to_user``: False when the range is not mapped (-EFAULT)."""
-        if not self.mapped(uaddr, len(data)):
-            return False
-        self.write(uaddr, data)
-        return True
+    def copy_to_user(self, uaddr: int, data: bytes) -> int:
+        """The kernel's ``copy_to_user``: how many bytes were NOT copied (0: all were). The copy
+        runs up to the first page that is not mapped, and what comes before it is written (x86's
+        ``copy_user_generic`` faults there and reports the exact remainder)."""
+        end = uaddr + len(data)
+        done = max(0, min(self._mapped_end(uaddr & ~(PAGE_SIZE - 1), end), end) - uaddr)
+        if done:
+            self.write(uaddr, data[:done])
+        return len(data) - done
 
     def pinnable(self, uaddr: int, npages: int) -> int:
         """How many of the ``npages`` pages from ``uaddr``'s page are mapped before the first

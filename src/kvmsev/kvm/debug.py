@@ -97,7 +97,7 @@ def _decrypt_user(env: KernelEnv, vm: Vm, cmd: Cmd, src_pa: int, dst: int, dst_p
     result = fw(env, cmd, env.psp.dbg(False, vm.handle, src_pa - offset, bounce, _round_up(length + offset)))
     if result.ret:
         return result.ret
-    if not vm.memory.copy_to_user(dst, env.psp.memory.read(bounce + offset, length)):
+    if vm.memory.copy_to_user(dst, env.psp.memory.read(bounce + offset, length)):
         return EFAULT
     return 0
 

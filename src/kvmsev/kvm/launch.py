@@ -330,7 +330,7 @@ def sev_launch_measure(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
     measurement = result.out
     assert isinstance(measurement, bytes)
     cmd.params["len"] = len(measurement)
-    if uaddr and not copy_to_user(vm, uaddr, measurement.ljust(length, b"\0")):
+    if uaddr and copy_to_user(vm, uaddr, measurement.ljust(length, b"\0")):
         return EFAULT
     cmd.params["measurement"] = measurement.hex()
     return 0
@@ -423,7 +423,7 @@ def sev_get_attestation_report(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) ->
     report = result.out
     assert isinstance(report, bytes)
     ret = 0
-    if uaddr and not copy_to_user(vm, uaddr, report[:length].ljust(length, b"\0")):
+    if uaddr and copy_to_user(vm, uaddr, report[:length].ljust(length, b"\0")):
         ret = EFAULT
     cmd.params["len"] = len(report)
     cmd.params["report"] = report.hex()

@@ -120,7 +120,7 @@ def sev_send_start(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         session = out["session"]
         assert isinstance(session, bytes)
         data = session.ljust(cmd.int("session_len"), b"\0")[: cmd.int("session_len")]
-        if not copy_to_user(vm, cmd.int("session_uaddr"), data):
+        if copy_to_user(vm, cmd.int("session_uaddr"), data):
             return EFAULT
         cmd.params["session"] = session.hex()
     cmd.params["policy"] = out.get("policy", 0)
@@ -194,10 +194,11 @@ def sev_send_update_data(env: KernelEnv, kvm: KvmAmd, vm: Vm, cmd: Cmd) -> int:
         assert isinstance(packet, dict)
         header, trans = packet["header"], packet["trans"]
         assert isinstance(header, bytes) and isinstance(trans, bytes)
-        if not copy_to_user(vm, cmd.int("trans_uaddr"), trans.ljust(cmd.int("trans_len"), b"\0")):
+        if copy_to_user(vm, cmd.int("trans_uaddr"), trans.ljust(cmd.int("trans_len"), b"\0")):
             return EFAULT
-        if not copy_to_user(vm, cmd.int("hdr_uaddr"), header.ljust(cmd.int("hdr_len"), b"\0")):
-            return EFAULT if env.behaviour.migration_pin_error_checked else cmd.int("hdr_len")
+        left = copy_to_user(vm, cmd.int("hdr_uaddr"), header.ljust(cmd.int("hdr_len"), b"\0"))
+        if left:
+            return EFAULT if env.behaviour.migration_pin_error_checked else left
         cmd.params["header"] = header.hex()
         cmd.params["trans"] = trans.hex()
         return 0

@@ -122,8 +122,9 @@ def copy_from_user(vm: Vm, uaddr: int, length: int) -> bytes | None:
     return vm.memory.copy_from_user(uaddr, length)
 
 
-def copy_to_user(vm: Vm, uaddr: int, data: bytes) -> bool:
-    """``copy_to_user``: False (-EFAULT) when any byte is not mapped in the VMM."""
+def copy_to_user(vm: Vm, uaddr: int, data: bytes) -> int:
+    """``copy_to_user``: the bytes not copied, where the VMM's mapping ends (callers answer any
+    with -EFAULT, except 5.13's SEND_UPDATE_DATA, which returns the count)."""
     return vm.memory.copy_to_user(uaddr, data)
 
 
