@@ -283,3 +283,23 @@ def test_selftest_migrate_moves_along_a_chain_and_refuses_what_the_selftest_refu
 def test_selftest_migrate_needs_5_16() -> None:
     r = run("selftests/sev-migrate.yaml", kernel="v5.15")
     assert outcomes(r)[("move_enc_context_from", None)] == 0
+
+
+def test_sev_es_debugger_example_refuses_launch_until_debugging_is_off() -> None:
+    r = run("sev-es-debugger.yaml")
+    assert [step(r, i)["errno"] for i in (5, 8, 10, 11)] == ["EINVAL", "EINVAL", None, "EINVAL"]
+    assert [fw_cmds(step(r, i)) for i in (5, 8, 10)] == [[], [], ["LAUNCH_UPDATE_VMSA:SUCCESS"]]
+    warning = "kvm_amd: KVM_SET_GUEST_DEBUG for SEV-ES guest is not supported"
+    assert [e["text"] for e in step(r, 5)["events"]] == [warning]
+    assert step(run("sev-es-debugger.yaml", kernel="v6.5"), 5)["events"] == []
+
+
+def test_snp_policy_without_smt_example_is_refused_by_kvm_then_by_the_firmware() -> None:
+    assert step(run("kernels/snp-policy-without-smt.yaml", kernel="v6.16"), 2)["errno"] == "EINVAL"
+    after = step(run("kernels/snp-policy-without-smt.yaml"), 2)
+    assert after["errno"] == "EIO" and after["fw_error"]["name"] == "POLICY_FAILURE"
+    given = schema.HostOverride(bios=("smt=off",))
+    smt_off = runner.run(
+        schema.override(schema.load(str(EXAMPLES / "kernels/snp-policy-without-smt.yaml")), given)
+    )
+    assert step(smt_off, 2)["errno"] is None
