@@ -7,8 +7,8 @@ commands work on it: the dispatcher answers -EPERM for any command id below 100.
 
 * KVM_SEV_SNP_LAUNCH_START (100): -ENOTTY unless an SNP guest; params copied (-EFAULT); a second
   context, non-zero ``flags``, policy bits outside the valid mask, the reserved-must-be-one bit
-  (17) or the SMT bit (16) clear, or SINGLE_SOCKET (20) set -> -EINVAL (6.11: only after the
-  context is created, which it then keeps); SNP_GCTX_CREATE through the caller's ``sev_fd`` (a
+  (17) clear, and until 6.17 the SMT bit (16) clear or SINGLE_SOCKET (20) set -> -EINVAL (6.11:
+  only after the context is created, which it then keeps); SNP_GCTX_CREATE through the caller's ``sev_fd`` (a
   failure, a ``sev_fd`` that is not /dev/sev included, logs "Failed to create SEV-SNP context,
   rc %d fw_error %d" and gives -ENOTTY); SNP_LAUNCH_START, then SNP_ACTIVATE of the VM's ASID
   through ``sev->fd``; a failure of either decommissions the context.
