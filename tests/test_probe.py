@@ -32,6 +32,12 @@ def test_live_probe_reads_this_machine_without_crashing() -> None:
     host = report["host"]
     if os.access("/dev/kvm", os.R_OK | os.W_OK):
         assert host["kvm_api_version"] == 12, "KVM_GET_API_VERSION read by ioctl"
+        # KVM_GET_DEVICE_ATTR answers with a value, or names the errno (-ENXIO without
+        # kvm_amd's SEV attributes, -EINVAL before 5.17)
+        assert host["sev_vmsa_features"] is not None or host["sev_vmsa_features_reason"] in (
+            "KVM_GET_DEVICE_ATTR: No such device or address",
+            "KVM_GET_DEVICE_ATTR: Invalid argument",
+        )
     else:
         assert host["kvm_api_version"] is None and host["kvm_reason"]
     if not Path("/dev/sev").exists():
@@ -61,6 +67,8 @@ def test_capture_then_replay_gives_the_same_observation(tmp_path: Path) -> None:
         "release",
         "kvm_api_version",
         "supported_cpuid_8000001f",
+        "sev_vmsa_features",
+        "sev_vmsa_features_reason",
         "sysfs",
         "cpus_online",
         "cpus_present",
@@ -78,6 +86,28 @@ def test_every_exported_model_host_agrees_with_the_model(tmp_path: Path, profile
     report = probe(str(tmp_path))
     assert report["model"]["disagree"] == []
     assert any(a["item"].startswith("sysfs sev") for a in report["model"]["agree"])
+
+
+def test_a_host_whose_kvm_offers_other_vmsa_features_than_the_model_says_is_a_disagreement(
+    tmp_path: Path,
+) -> None:
+    """KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, VMSA_FEATURES) is compared where kvm_amd answered it:
+    a 6.12 Genoa offers DebugSwap (0x20); a recorded 0 is the host's to explain."""
+    host = Host.boot(
+        HostConfig(profile="epyc-9654", kernel="v6.12", cpus=4, bios=("sev_es_asid_space_limit=100",))
+    )
+    host.load_kvm_amd()
+    export(host, tmp_path)
+    agree = {a["item"]: a["value"] for a in probe(str(tmp_path))["model"]["agree"]}
+    assert agree["KVM_GET_DEVICE_ATTR SEV VMSA features"] == 0x20
+    recorded = tmp_path / ".kvmsev" / "probe.json"
+    data = json.loads(recorded.read_text())
+    data["kvm_sev_vmsa_features"] = 0
+    recorded.write_text(json.dumps(data))
+    disagree = probe(str(tmp_path))["model"]["disagree"]
+    assert [(d["item"], d["observed"], d["predicted"]) for d in disagree] == [
+        ("KVM_GET_DEVICE_ATTR SEV VMSA features", 0, 0x20)
+    ]
 
 
 EXPECTED: dict[str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ from kvmsev.host.config import HostConfig
 from kvmsev.host.host import Host, LoadResult, UnloadResult
 from kvmsev.hw.cpuid import Cpuid8000001F
 from kvmsev.kvm.asid import usable_range
-from kvmsev.kvm.launch import supported_vmsa_features
+from kvmsev.kvm.dev_attr import KVM_X86_SEV_VMSA_FEATURES, sev_device_attr
 from kvmsev.kvm.state import KvmAmd
 from kvmsev.kvm.vm_types import supported_vm_types
 from kvmsev.outdir import check_new_tree, staged_tree
@@ -124,7 +124,7 @@ def kvm_view(host: Host) -> dict[str, object]:
         if vmcbs is None
         else {"cpus": kvm.sev_vmcbs_cpus, "entries": vmcbs.entries, "zeroed": vmcbs.zeroed},
         "vm_types": supported_vm_types(host.env, kvm),
-        "sev_vmsa_features": supported_vmsa_features(host.env, kvm) if host.env.behaviour.vm_types else None,
+        "sev_vmsa_features": sev_device_attr(host.env, kvm, KVM_X86_SEV_VMSA_FEATURES)[1],
         "allocated_bytes": host.env.alloc.live_bytes,
     }
 

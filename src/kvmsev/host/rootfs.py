@@ -13,7 +13,8 @@ sys/devices/system/cpu/{online,present}
 etc/modprobe.d/*.conf
 dev/kvm  dev/sev                 (empty marker files)
 .kvmsev/probe.json               uid, cpuid, msr, kvm_api_version, kvm_supported_cpuid_8000001f,
-                                 sev_platform_status, dev, rlimit_memlock (docs/probe.md)
+                                 kvm_sev_vmsa_features, sev_platform_status, dev, rlimit_memlock
+                                 (docs/probe.md)
 .kvmsev/dmesg.txt                the kernel log, when it was readable
 ```
 """
@@ -21,11 +22,13 @@ dev/kvm  dev/sev                 (empty marker files)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from kvmsev.host.host import Host
 from kvmsev.host.report import kvm_view
+from kvmsev.kvm.dev_attr import KVM_X86_SEV_VMSA_FEATURES, sev_device_attr
 
 FORMAT = "kvmsev.root/1"
 
@@ -118,6 +121,7 @@ def export(host: Host, root: Path) -> None:
         "kvm_supported_cpuid_8000001f": None
         if supported is None
         else [supported.eax, supported.ebx, supported.ecx, supported.edx],
+        **_vmsa_features_attr(host),
         "sev_platform_status": status.out if status.ok and dev_sev else None,
         "sev_platform_status_reason": None if status.ok and dev_sev else "/dev/sev does not exist",
         "dev": {
@@ -134,3 +138,12 @@ def export(host: Host, root: Path) -> None:
     log = list(host.boot_dmesg())
     log += [str(e["text"]) for e in host.env.trace.events if e["kind"] == "dmesg"]
     _write(root, ".kvmsev/dmesg.txt", "".join(line + "\n" for line in log))
+
+
+def _vmsa_features_attr(host: Host) -> dict[str, Any]:
+    """KVM_GET_DEVICE_ATTR's SEV VMSA features as a capture on this host would record them."""
+    if host.kvm is None:
+        return {"kvm_sev_vmsa_features": None, "kvm_sev_vmsa_features_reason": "/dev/kvm does not exist"}
+    ret, value = sev_device_attr(host.env, host.kvm, KVM_X86_SEV_VMSA_FEATURES)
+    reason = None if value is not None else f"KVM_GET_DEVICE_ATTR: {os.strerror(-ret)}"
+    return {"kvm_sev_vmsa_features": value, "kvm_sev_vmsa_features_reason": reason}

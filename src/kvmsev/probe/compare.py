@@ -70,6 +70,10 @@ def compare(obs: Observation, pred: Prediction | None) -> dict[str, list[dict[st
             obs.supported_cpuid_8000001f,
             None if predicted is None else [predicted[r] for r in ("eax", "ebx", "ecx", "edx")],
         )
+    asked = (obs.sev_vmsa_features_reason or "").startswith("KVM_GET_DEVICE_ATTR")
+    if obs.kvm_amd_loaded and (obs.sev_vmsa_features is not None or asked):
+        # kvm_amd answered the ioctl: a value, or its refusal (no such attribute)
+        judge("KVM_GET_DEVICE_ATTR SEV VMSA features", obs.sev_vmsa_features, report["sev_vmsa_features"])
     if obs.dmesg is not None and obs.kvm_amd_loaded:
         judge(
             "kernel log (SEV and NPT lines)",

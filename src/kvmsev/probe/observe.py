@@ -82,6 +82,9 @@ class Observation:
     kvm_reason: str | None = None
     supported_cpuid_8000001f: list[int] | None = None
     supported_reason: str | None = None
+    #: KVM_GET_DEVICE_ATTR's SEV VMSA features (6.10 on), or why it has none
+    sev_vmsa_features: int | None = None
+    sev_vmsa_features_reason: str | None = None
     dev_kvm: dict[str, Any] | None = None
     dev_sev: dict[str, Any] | None = None
     dev_sev_reason: str | None = None
@@ -175,6 +178,8 @@ def observe(reader: HostReader) -> Observation:
     obs.kvm_api_version, obs.kvm_reason = api.value, api.reason
     supported = reader.kvm_supported_cpuid() if api.ok else Read(None, api.reason)
     obs.supported_cpuid_8000001f, obs.supported_reason = supported.value, supported.reason
+    features = reader.kvm_sev_vmsa_features() if api.ok else Read(None, api.reason)
+    obs.sev_vmsa_features, obs.sev_vmsa_features_reason = features.value, features.reason
     obs.dev_kvm = reader.dev("kvm").value
     sev_dev = reader.dev("sev")
     obs.dev_sev, obs.dev_sev_reason = sev_dev.value, sev_dev.reason

@@ -6,6 +6,8 @@ Live reads use the real interfaces:
 * MSRs through ``/dev/cpu/0/msr`` (an 8-byte ``pread`` at offset = MSR index);
 * ``/dev/kvm``: ``KVM_GET_API_VERSION`` (``_IO(0xAE, 0x00)``) and ``KVM_GET_SUPPORTED_CPUID``
   (``_IOWR(0xAE, 0x05, struct kvm_cpuid2)``, entries of 40 bytes);
+* ``/dev/kvm``: ``KVM_GET_DEVICE_ATTR`` (``_IOW(0xAE, 0xE2, struct kvm_device_attr)``, 24 bytes)
+  for group KVM_X86_GRP_SEV (1), attribute KVM_X86_SEV_VMSA_FEATURES (0), read into a u64;
 * ``/dev/sev``: ``SEV_ISSUE_CMD`` (``_IOWR('S', 0x0, struct sev_issue_cmd)``, 16 bytes packed) with
   ``SEV_PLATFORM_STATUS`` (1) into ``struct sev_user_data_status`` (12 bytes packed).
 
@@ -30,6 +32,9 @@ from kvmsev.probe import record
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_GET_SUPPORTED_CPUID = 0xC008AE05
+KVM_GET_DEVICE_ATTR = 0x4018AEE2
+KVM_X86_GRP_SEV = 1
+KVM_X86_SEV_VMSA_FEATURES = 0
 SEV_ISSUE_CMD = 0xC0105300
 SEV_PLATFORM_STATUS = 1
 KVM_CPUID_ENTRY2 = struct.Struct("<IIIIIII12x")
@@ -185,36 +190,34 @@ class HostReader:
             os.close(fd)
         return Read(struct.unpack("<Q", data)[0]) if len(data) == 8 else Read(None, "short read")
 
-    def kvm_api_version(self) -> Read:
-        if not self.live:
-            return self._recorded_value("kvm_api_version", "/dev/kvm not recorded")
+    def _kvm_ioctl(self, name: str, request: int, arg: bytearray | None = None) -> Read:
+        """One ioctl on /dev/kvm: what it returned (``arg`` is filled in place), or why it
+        failed -- the open, or the ioctl's errno."""
         try:
             fd = os.open("/dev/kvm", os.O_RDWR)
         except OSError as exc:
             return Read(None, _why(exc))
         try:
-            return Read(fcntl.ioctl(fd, KVM_GET_API_VERSION))
+            return Read(fcntl.ioctl(fd, request) if arg is None else fcntl.ioctl(fd, request, arg, True))
         except OSError as exc:
-            return Read(None, f"KVM_GET_API_VERSION: {os.strerror(exc.errno or 0)}")
+            return Read(None, f"{name}: {os.strerror(exc.errno or 0)}")
         finally:
             os.close(fd)
+
+    def kvm_api_version(self) -> Read:
+        if not self.live:
+            return self._recorded_value("kvm_api_version", "/dev/kvm not recorded")
+        return self._kvm_ioctl("KVM_GET_API_VERSION", KVM_GET_API_VERSION)
 
     def kvm_supported_cpuid(self, leaf: int = 0x8000001F) -> Read:
         """KVM_GET_SUPPORTED_CPUID's entry for ``leaf`` ([0,0,0,0]-style list), or why not."""
         if not self.live:
             return self._recorded_value("kvm_supported_cpuid_8000001f", "not recorded")
-        try:
-            fd = os.open("/dev/kvm", os.O_RDWR)
-        except OSError as exc:
-            return Read(None, _why(exc))
         buf = bytearray(8 + MAX_CPUID_ENTRIES * KVM_CPUID_ENTRY2.size)
         struct.pack_into("<II", buf, 0, MAX_CPUID_ENTRIES, 0)
-        try:
-            fcntl.ioctl(fd, KVM_GET_SUPPORTED_CPUID, buf, True)
-        except OSError as exc:
-            return Read(None, f"KVM_GET_SUPPORTED_CPUID: {os.strerror(exc.errno or 0)}")
-        finally:
-            os.close(fd)
+        done = self._kvm_ioctl("KVM_GET_SUPPORTED_CPUID", KVM_GET_SUPPORTED_CPUID, buf)
+        if not done.ok:
+            return done
         nent = struct.unpack_from("<I", buf, 0)[0]
         for i in range(nent):
             function, index, _flags, eax, ebx, ecx, edx = KVM_CPUID_ENTRY2.unpack_from(
@@ -223,6 +226,19 @@ class HostReader:
             if function == leaf and index == 0:
                 return Read([eax, ebx, ecx, edx])
         return Read(None, f"KVM does not list leaf {leaf:#x}")
+
+    def kvm_sev_vmsa_features(self) -> Read:
+        """KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES) on /dev/kvm: the
+        VMSA features KVM_SEV_INIT2 accepts (6.10 on), or why not (-ENXIO before 6.10 or on a
+        kernel without kvm_amd's SEV, -EINVAL before 5.17)."""
+        if not self.live:
+            return self._recorded_value("kvm_sev_vmsa_features", "not recorded")
+        value = ctypes.c_uint64(0)
+        attr = bytearray(
+            struct.pack("<IIQQ", 0, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, ctypes.addressof(value))
+        )
+        done = self._kvm_ioctl("KVM_GET_DEVICE_ATTR", KVM_GET_DEVICE_ATTR, attr)
+        return Read(value.value) if done.ok else done
 
     def sev_platform_status(self) -> Read:
         if not self.live:

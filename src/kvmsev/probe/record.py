@@ -56,6 +56,8 @@ class Record(_Model):
     kvm_api_version_reason: Reason = None
     kvm_supported_cpuid_8000001f: Registers | None = None
     kvm_supported_cpuid_8000001f_reason: Reason = None
+    kvm_sev_vmsa_features: U64 | None = None
+    kvm_sev_vmsa_features_reason: Reason = None
     sev_platform_status: SevStatus | None = None
     sev_platform_status_reason: Reason = None
     dev: dict[Annotated[str, Field(pattern=r"^/dev/[a-z]+$")], Device] = {}

@@ -118,6 +118,8 @@ def _capture(out: Path, root: str) -> Observation:
         "kvm_api_version_reason": obs.kvm_reason,
         "kvm_supported_cpuid_8000001f": obs.supported_cpuid_8000001f,
         "kvm_supported_cpuid_8000001f_reason": obs.supported_reason,
+        "kvm_sev_vmsa_features": obs.sev_vmsa_features,
+        "kvm_sev_vmsa_features_reason": obs.sev_vmsa_features_reason,
         "sev_platform_status": obs.sev_platform_status,
         "sev_platform_status_reason": obs.sev_status_reason,
         "dev": {k: v for k, v in (("/dev/kvm", obs.dev_kvm), ("/dev/sev", obs.dev_sev)) if v is not None},
