@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kvmsev.errors import InputError
 from kvmsev.scenario import runner, schema
 from tests.conftest import boot
 
@@ -422,9 +423,27 @@ def test_a_policy_without_smt_is_left_to_the_firmware_from_6_17() -> None:
 
 
 def test_a_single_socket_policy_is_left_to_the_firmware_from_6_17() -> None:
+    """24be2b7956a5: KVM stops refusing SINGLE_SOCKET; the firmware's SNP_ACTIVATE fails it
+    (POLICY_FAILURE) on a two-socket board, and KVM decommissions the context."""
     single_socket = 0x130000
     assert _snp_start_errno("v6.16", single_socket)[0] == "EINVAL"
     assert _snp_start_errno("v6.17", single_socket)[0] is None
+    host = {"kernel": "v6.17", "cpus": 4, "sockets": 2, **SNP_HOST}
+    report = runner.run(schema.parse({"host": host, "steps": _snp_started({"policy": single_socket})}))
+    step = report["steps"][2]
+    assert (step["errno"], step["fw_error"]["name"]) == ("EIO", "POLICY_FAILURE")
+    assert [f"{e['cmd']}:{e['status']}" for e in step["events"] if e["kind"] == "fw"] == [
+        "SNP_GCTX_CREATE:SUCCESS",
+        "SNP_LAUNCH_START:SUCCESS",
+        "SNP_ACTIVATE:POLICY_FAILURE",
+        "SNP_DECOMMISSION:SUCCESS",
+    ]
+
+
+def test_a_second_socket_doubles_the_cpus_only_on_parts_made_for_two() -> None:
+    assert boot(profile="epyc-9124", kernel="v6.12", sockets=2)["cpus"] == 64
+    with pytest.raises(InputError, match=r"host\.sockets: 2 is outside 1\.\.1 for epyc-4124p"):
+        schema.parse({"host": {"profile": "epyc-4124p", "sockets": 2}, "steps": []})
 
 
 def test_smt_off_in_the_bios_leaves_one_thread_per_core() -> None:

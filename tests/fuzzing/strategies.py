@@ -615,7 +615,14 @@ CONFIG_ODD = st.one_of(
     ),
 )
 BIOS_VALUES = st.sampled_from(
-    ["smee=on", "smee=off", "sev_es_asid_space_limit=3", "sev_es_asid_space_limit=1", "sev_asid_count=4"]
+    [
+        "smee=on",
+        "smee=off",
+        "sev_es_asid_space_limit=3",
+        "sev_es_asid_space_limit=1",
+        "sev_asid_count=4",
+        "smt=off",
+    ]
 )
 BIOS_ODD = st.one_of(
     st.builds(
@@ -659,6 +666,7 @@ HOST_FIELDS: dict[str, tuple[Any, Any]] = {
     "config": _strings(CONFIGS, CONFIG_ODD),
     "bios": _strings(BIOS_VALUES, BIOS_ODD),
     "cpus": _field(_ints(1, 2, 3, 4, 8, 64), _w((3, _ints(0, -1, 8192, 8193)), (1, _odd_int()))),
+    "sockets": _field(_ints(1, 2), _w((3, _ints(0, 3, -1)), (1, _odd_int()))),
     "fail_alloc": _strings(FAIL_SITES, FAIL_SITE_ODD),
     "seed": _field(_ints(0, 1, 2, 42, 2**64 - 1), _odd_int()),
     "sev_vmcbs_garbage": _field(
@@ -1330,6 +1338,7 @@ OPTION_VALUES: dict[str, tuple[st.SearchStrategy[str], st.SearchStrategy[str]]] 
         st.sampled_from(_words("1 2 4 64 256 8192 0x10")),
         st.sampled_from(_words("0 8193 -1 99999999999999999999 010 1.5", "")),
     ),
+    "sockets": (st.sampled_from(_words("1 2")), st.sampled_from(_words("0 3 -1 x 1.5 0x2", ""))),
     "fail_alloc": (FAIL_SITES, FAIL_SITE_ODD),
     "seed": (st.sampled_from(_words("0 1 42 18446744073709551615")), WHOLE_NUMBERS),
     "invariant": (st.sampled_from(INVARIANT_NAMES), st.sampled_from(["nope", "", "ALL"])),

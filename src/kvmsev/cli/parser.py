@@ -71,7 +71,11 @@ def add_host_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> No
         ("--revert", "PATCH", "revert a patch (repeatable)"),
         ("--param", "kvm_amd.NAME=VALUE", "modprobe option (repeatable)"),
         ("--config", "CONFIG_X=y|n", "Kconfig choice (repeatable)"),
-        ("--bios", "KEY=VALUE", "BIOS option: smee, sev_es_asid_space_limit, sev_asid_count (repeatable)"),
+        (
+            "--bios",
+            "KEY=VALUE",
+            "BIOS option: smee, sev_es_asid_space_limit, sev_asid_count, snp, smt (repeatable)",
+        ),
         (
             "--fail-alloc",
             "SITE",
@@ -85,7 +89,12 @@ def add_host_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> No
         default="" if defaults else None,
         help='kernel command line, e.g. "mem_encrypt=on kvm_amd.sev=1"',
     )
-    g.add_argument("--cpus", type=number, help="number of CPUs (default: the profile's thread count)")
+    g.add_argument(
+        "--cpus", type=number, help="number of CPUs (default: the profile's thread count per socket)"
+    )
+    g.add_argument(
+        "--sockets", type=number, help="processors on the board: 1 (default) or 2, where the part allows"
+    )
 
 
 #: (argparse destination, HostConfig field) of every host option; the repeatable ones become tuples
@@ -100,6 +109,7 @@ HOST_FIELDS = (
     ("config", "config"),
     ("bios", "bios"),
     ("cpus", "cpus"),
+    ("sockets", "sockets"),
     ("fail_alloc", "fail_alloc"),
 )
 

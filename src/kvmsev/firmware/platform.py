@@ -68,6 +68,8 @@ class PspCore:
     c_bit: int = 51
     #: SMT enabled in the BIOS: the SNP guest policy must then allow it (bit 16)
     smt: bool = False
+    #: processors in the system: an SNP policy with SINGLE_SOCKET (bit 20) fails on more than one
+    sockets: int = 1
     memory: PhysicalMemory = field(default_factory=PhysicalMemory)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     #: what the platform's keys are derived from (a chip's fused secrets, in the model a seed)

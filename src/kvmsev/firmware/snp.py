@@ -25,8 +25,9 @@ from kvmsev.hw.memory import PAGE_SIZE
 
 #: firmware versions with SNP_INIT_EX (56860 8.2: from ABI 1.52)
 SNP_INIT_EX_API = (1, 52)
-#: guest policy bit 16: SMT allowed
+#: guest policy bit 16: SMT allowed; bit 20: the guest runs on one socket only
 SNP_POLICY_SMT = 1 << 16
+SNP_POLICY_SINGLE_SOCKET = 1 << 20
 
 
 class SnpCommands(PspCore):
@@ -98,11 +99,16 @@ class SnpCommands(PspCore):
         return _r(cmd, Status.SUCCESS)
 
     def snp_activate(self, gctx: int, asid: int) -> CommandResult:
-        """SNP_ACTIVATE: bind ``asid`` (an SEV-ES ASID: below ``min_sev_asid``) to the context."""
+        """SNP_ACTIVATE: bind ``asid`` (an SEV-ES ASID: below ``min_sev_asid``) to the context.
+        A SINGLE_SOCKET policy fails with POLICY_FAILURE on a system of more than one socket
+        (before the ASID checks; FW 1.55, and 24be2b7956a5's cover letter: SNP_ACTIVATE_EX with
+        scheduling support would be needed there)."""
         cmd = Command.SNP_ACTIVATE
         guest = self._snp_guest(cmd, gctx)
         if isinstance(guest, CommandResult):
             return guest
+        if self.sockets > 1 and guest.policy & SNP_POLICY_SINGLE_SOCKET:
+            return _r(cmd, Status.POLICY_FAILURE)
         if guest.active:
             return _r(cmd, Status.ACTIVE)
         if not 1 <= asid < self.min_sev_asid:

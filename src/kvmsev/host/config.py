@@ -38,6 +38,8 @@ class HostConfig:
     config: tuple[str, ...] = ()
     bios: tuple[str, ...] = ()
     cpus: int | None = None
+    #: processors on the board (1 or 2, up to the profile's ``max_sockets``)
+    sockets: int = 1
     fail_alloc: tuple[str, ...] = ()
     #: seed for everything the model leaves to chance (firmware keys and nonces, the initial
     #: content of uninitialised memory)
@@ -101,9 +103,13 @@ def resolve(config: HostConfig, profile: Profile | None = None) -> ResolvedConfi
         requested[symbol] = enabled
     kconf = kconfig_mod.resolve(requested)
     boot_args = cmdline_mod.parse(config.cmdline, list(config.params))
+    if not isinstance(config.sockets, int) or not 1 <= config.sockets <= profile.max_sockets:
+        raise InputError(
+            "--sockets", f"{config.sockets!r} is outside 1..{profile.max_sockets} for {profile.name}"
+        )
     # with SMT turned off in the BIOS the OS sees one thread of each core's two
     threads = profile.threads // 2 if platform.bios.get("smt") == "off" else profile.threads
-    nr_cpus = threads if config.cpus is None else config.cpus
+    nr_cpus = threads * config.sockets if config.cpus is None else config.cpus
     if not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= MAX_CPUS:
         raise InputError("--cpus", f"{nr_cpus!r} is outside 1..{MAX_CPUS}")
     fail = frozenset(_fail_site(t, nr_cpus) for t in config.fail_alloc)

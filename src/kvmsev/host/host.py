@@ -105,6 +105,7 @@ class Host:
             api=(0, 24, 0) if api is None else (api.major, api.minor, api.build),
             c_bit=platform.leaf.c_bit,
             smt=platform.smt,
+            sockets=resolved.source.sockets,
             rng=random.Random(resolved.source.seed),
             identity_seed=f"{resolved.profile.name}:{resolved.source.seed}".encode(),
         )

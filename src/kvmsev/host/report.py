@@ -50,6 +50,7 @@ def boot_dict(
         "profile": cfg.profile.name,
         "model_name": cfg.profile.model_name,
         "cpus": cfg.nr_cpus,
+        "sockets": cfg.source.sockets,
         "bios": dict(cfg.platform.bios),
         "kconfig": cfg.kconfig.as_dict(),
         "kconfig_forced_off": list(cfg.kconfig.forced_off),

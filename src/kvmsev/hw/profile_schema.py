@@ -144,6 +144,9 @@ class ProfileModel(_Model):
     family: Annotated[StrictInt, Field(ge=0, le=0xFFF)]
     model: Annotated[StrictInt, Field(ge=0, le=0xFF)]
     threads: Annotated[StrictInt, Field(ge=1, le=MAX_CPUS)]
+    #: how many of the part a board can hold: 1 for single-socket ("P") and client parts, 2 for
+    #: the others (``threads`` counts one socket)
+    max_sockets: Literal[1, 2] = 1
     cpuid_8000001f: Leaf
     #: CPUID Fn8000_000A EDX, the SVM feature bits (NRIPS, LbrVirt, VNMI, ...); default: the
     #: Rome/Naples set (no x2AVIC, no VNMI)

@@ -54,6 +54,8 @@ class Profile:
     #: CPUID Fn8000_000A EDX (SVM features) and Fn8000_0021 EAX
     svm_edx: int = 0x0013BCFF
     ext21_eax: int = 0
+    #: sockets a board can hold (1 or 2); ``threads`` counts one
+    max_sockets: int = 1
 
     def summary(self) -> dict[str, object]:
         return {
@@ -63,6 +65,7 @@ class Profile:
             "family": self.family,
             "model": self.model,
             "threads": self.threads,
+            "max_sockets": self.max_sockets,
             "cpuid_8000001f": self.leaf.as_dict(),
             "sev_firmware": self.sev_firmware,
             "sev_api": None
@@ -86,6 +89,7 @@ def from_dict(data: Any, where: str) -> Profile:
         family=model.family,
         model=model.model,
         threads=model.threads,
+        max_sockets=model.max_sockets,
         leaf=Cpuid8000001F(
             model.cpuid_8000001f.eax,
             model.cpuid_8000001f.ebx,

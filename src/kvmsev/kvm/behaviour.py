@@ -340,7 +340,7 @@ class Behaviour:
     #: 9f4701e05fae "KVM: SVM: Allow SNP guest policy disallow running with SMT enabled" and
     #: 24be2b7956a5 "KVM: SVM: Allow SNP guest policy to specify SINGLE_SOCKET" (6.17):
     #: SNP_LAUNCH_START no longer refuses a policy with SMT (bit 16) clear or SINGLE_SOCKET (bit
-    #: 20) set; the firmware decides
+    #: 20) set; the firmware decides (by the BIOS's SMT setting and the socket count)
     snp_policy_smt_optional: bool = False
     snp_policy_single_socket: bool = False
     #: the first letters ``kstrtobool()`` accepts for bool parameters (lib/kstrtox.c; 5.19, 6.16)

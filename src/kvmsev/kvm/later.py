@@ -479,7 +479,7 @@ _ENTRIES: tuple[Patch, ...] = (
         "KVM: SVM: Allow SNP guest policy to specify SINGLE_SOCKET",
         "snp_policy_single_socket",
         "KVM_SEV_SNP_LAUNCH_START takes a policy with SINGLE_SOCKET (bit 20); the firmware's "
-        "SNP_ACTIVATE fails it on hosts with more than one socket (the model's hosts have one)",
+        "SNP_ACTIVATE fails it (POLICY_FAILURE) on hosts with more than one socket (--sockets 2)",
     ),
     _change(
         "kstrtobool-true-false",

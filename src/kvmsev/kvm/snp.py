@@ -59,8 +59,7 @@ def _start_params_ok(env: KernelEnv, cmd: Cmd) -> bool:
     """SNP_LAUNCH_START's parameter checks: no ``flags``, no policy bit outside the valid mask,
     the reserved-must-be-one bit set; until 6.17 also the SMT bit set (9f4701e05fae drops it) and
     SINGLE_SOCKET clear (24be2b7956a5 drops it), after which the firmware decides (SMT: at
-    SNP_LAUNCH_START, by the BIOS setting; SINGLE_SOCKET: at SNP_ACTIVATE, which the model's
-    one-socket hosts pass).
+    SNP_LAUNCH_START, by the BIOS setting; SINGLE_SOCKET: at SNP_ACTIVATE, by the socket count).
 
     6.19 (7a61d61396b9) checks against ``snp_supported_policy_bits`` instead of the mask: the
     firmware's bits (``sev_get_snp_policy_bits``) within a wider mask. The modeled firmware has

@@ -612,6 +612,7 @@ class HostModel(_Model):
     config: Strings = []
     bios: Strings = []
     cpus: CpuCount | None = None
+    sockets: Annotated[int, BeforeValidator(_int), Field(ge=1, le=2), _int_schema(1, 2)] = 1
     fail_alloc: Strings = []
     #: seeds everything left to chance: firmware keys and nonces, uninitialised memory
     seed: U64 = 0
@@ -632,6 +633,7 @@ class HostModel(_Model):
             config=tuple(self.config),
             bios=tuple(self.bios),
             cpus=self.cpus,
+            sockets=self.sockets,
             fail_alloc=tuple(self.fail_alloc),
             seed=self.seed,
             sev_vmcbs_garbage=tuple(
@@ -737,6 +739,7 @@ _FLAGS = {
     "--config": "config",
     "--bios": "bios",
     "--cpus": "cpus",
+    "--sockets": "sockets",
     "--fail-alloc": "fail_alloc",
 }
 
@@ -868,6 +871,7 @@ class HostOverride:
     config: tuple[str, ...] = ()
     bios: tuple[str, ...] = ()
     cpus: int | None = None
+    sockets: int | None = None
     fail_alloc: tuple[str, ...] = ()
     seed: int | None = None
 
@@ -878,7 +882,7 @@ def override(scenario: Scenario, given: HostOverride) -> Scenario:
     def changed(host: HostConfig) -> HostConfig:
         changes: dict[str, Any] = {
             name: value
-            for name in ("profile", "cpuid", "kernel", "cmdline", "cpus", "seed")
+            for name in ("profile", "cpuid", "kernel", "cmdline", "cpus", "sockets", "seed")
             if (value := getattr(given, name)) is not None
         }
         for name in ("params", "config", "bios", "fail_alloc"):
